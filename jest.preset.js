@@ -1,0 +1,14 @@
+// Shared jest settings for every package: ts-jest (type-checked), node environment.
+// Tests read real fixtures from ../shared; slow model tests set their own timeouts.
+const path = require('node:path');
+module.exports = (dir) => ({
+  displayName: path.basename(dir),
+  rootDir: dir,
+  testEnvironment: 'node',
+  testMatch: ['<rootDir>/src/**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.base.json') }] },
+  moduleNameMapper: {
+    '^@harmoq/([a-z-]+)$': path.join(__dirname, 'packages/$1/src/index.ts'),
+  },
+  testTimeout: 120000,
+});
