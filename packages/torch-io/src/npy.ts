@@ -123,7 +123,11 @@ export function readNpyFile(file: string): Tensor {
   return readNpy(fs.readFileSync(file), file);
 }
 
-/** Encodes a tensor as .npy (version 1, or 2 when the header needs more than 64 KiB), padded to 64 bytes like np.save. */
+/** np.save reserves room for the first axis to grow to this many digits, so headers can be rewritten in place. */
+const GROWTH_AXIS_MAX_DIGITS = 21;
+const ARRAY_ALIGN = 64;
+
+/** Encodes a tensor as .npy, byte for byte as np.save writes it (version 1, or 2 when the header needs it). */
 export function encodeNpy(tensor: Tensor): Uint8Array[] {
   const descr = DTYPE_TO_DESCR[tensor.dtype];
   if (!descr) throw new CheckpointError(`.npy has no dtype for '${tensor.dtype}' (supported: ${Object.keys(DTYPE_TO_DESCR).join(', ')})`);
@@ -131,16 +135,16 @@ export function encodeNpy(tensor: Tensor): Uint8Array[] {
     throw new CheckpointError(`tensor data (${tensor.data.constructor.name}, ${tensor.data.length} values) does not match ${tensor.dtype} [${tensor.shape.join(', ')}]`);
   }
   const shapeText = tensor.shape.length === 1 ? `(${tensor.shape[0]},)` : `(${tensor.shape.join(', ')})`;
-  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
-  const build = (prefixLength: number): string => {
-    const unpadded = prefixLength + dict.length + 1;
-    return dict + ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
-  };
+  let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  if (tensor.shape.length > 0) dict += ' '.repeat(GROWTH_AXIS_MAX_DIGITS - String(tensor.shape[0]).length);
+  // Like numpy: pad with spaces and a final newline so the data starts on a 64-byte boundary.
+  const wrap = (prefixLength: number): string =>
+    dict + ' '.repeat(ARRAY_ALIGN - ((prefixLength + dict.length + 1) % ARRAY_ALIGN)) + '\n';
   let major = 1;
-  let header = build(10);
+  let header = wrap(10);
   if (header.length > 0xffff) {
     major = 2;
-    header = build(12);
+    header = wrap(12);
   }
   const prefix = new Uint8Array(major === 1 ? 10 : 12);
   prefix.set(MAGIC);
