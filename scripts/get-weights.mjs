@@ -29,7 +29,7 @@ class WeightsError extends Error {}
 
 const baseUrl = (process.env.HARMOQ_WEIGHTS_BASE_URL || DEFAULT_BASE_URL).replace(/\/?$/, '/');
 const lockPath = path.resolve(process.env.HARMOQ_WEIGHTS_LOCK || path.join(REPO_ROOT, 'weights.lock.json'));
-const dataDir = path.resolve(String(argv.data ?? process.env.HARMOQ_DATA ?? './data'));
+const dataDir = path.resolve(String(argv.data ?? (process.env.HARMOQ_DATA || './data')));
 const outDir = path.join(dataDir, 'weights', 'official');
 
 /** Temp files and folders this run created; removed again if it fails or is interrupted. */
