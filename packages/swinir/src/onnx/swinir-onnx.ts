@@ -5,14 +5,18 @@
  * docs/engine.md for the formulation and the measurements behind each choice. The shape is fixed per graph
  * (height x width, batch optionally symbolic), so every window bias and shift mask is a constant computed here.
  */
-import type { StateDict, Tensor } from '@harmoq/torch-io';
+import type { StateDict } from '@harmoq/torch-io';
+import { NUM_FEAT, blockGeometry, calculateAttnMask, classicalUpsampleConvs, relativePositionIndex } from '../architecture';
 import { RGB_MEAN, type SwinIRConfig } from '../config';
+import { toFloat32 } from '../model';
 import { GraphBuilder, attr } from './graph-builder';
-import { relativePositionBias, shiftedWindowMask } from './windows';
 
-/** What a site's tensor holds; `shape` uses -1 for the dimension that grows with the batch. */
+/**
+ * What a site's tensor holds. In `shape`, -1 is the dimension that grows with the batch and -2 a spatial
+ * dimension that differs between conv sites (before/after pixel shuffle).
+ */
 export interface SiteInfo {
-  kind: 'linear_input' | 'linear_weight' | 'attention';
+  kind: 'linear_input' | 'linear_weight' | 'attention' | 'conv_input' | 'conv_weight';
   shape: number[];
   /** Axis names of `shape`, e.g. ['token', 'in_features'] or ['window', 'head', 'token', 'head_dim']. */
   layout: string[];
@@ -21,6 +25,16 @@ export interface SiteInfo {
 /**
  * Insertion hook for fake-quantization and similar rewrites. Called once per site with the name of the tensor
  * there; returns the tensor that replaces it downstream (return `tensorName` to leave the site alone).
+ * Sites, named as in the tfjs reference's `hookSites()` (per block p = `layers.{i}.residual_group.blocks.{j}`):
+ * - Linear inputs `p.attn.qkv`, `p.attn.proj`, `p.mlp.fc1`, `p.mlp.fc2`: 2-D [tokens, in_features]; tokens are
+ *   in window order (a permutation of the image's pixels), so per-tensor and per-channel statistics are exact.
+ * - Linear weights `<linear>.weight`: the [out, in] initializer, PyTorch layout (q rows unscaled).
+ * - `p.attn.q` (after the head_dim^-0.5 scaling), `p.attn.k`, `p.attn.v`: [windows, heads, N, head_dim];
+ *   `p.attn.attn_map` (after softmax): [windows, heads, N, N].
+ * - Conv inputs by module path (`conv_first`, `layers.{i}.conv`, `conv_after_body`, `upsample.0`, ...): NCHW;
+ *   conv weights `<conv>.weight`: [out, in, k, k].
+ * Sites come in forward order. A hook adds its nodes with `graph.addNode`/`graph.op` and constants with
+ * `graph.constant`/`graph.addInitializer`.
  */
 export type SiteHook = (siteName: string, tensorName: string, graph: GraphBuilder, info: SiteInfo) => string;
 
@@ -40,6 +54,15 @@ export interface SwinIROnnxOptions {
    * constant per shifted block (fewer passes, more memory); 'auto' (default) combines while it stays small.
    */
   biasMask?: 'separate' | 'combined' | 'auto';
+  /**
+   * 'matmul': explicit MatMul/Add/Softmax ops (needed for q/k/v/attn_map sites); 'fused': onnxruntime's
+   * com.microsoft MultiHeadAttention; 'auto' (default): fused unless a `sites` hook is given.
+   */
+  attention?: 'matmul' | 'fused' | 'auto';
+  /** 'gather' (default): one Gather per block between window orders; 'reshape': roll + partition per block. */
+  windowOrder?: 'gather' | 'reshape';
+  /** Formulation experiments measured in docs/engine.md; the defaults are the fastest found. */
+  tuning?: { headSplit?: 'transpose' | 'transpose5' | 'gather' };
 }
 
 /** Thrown when a config, state dict or size cannot be turned into a graph. */
@@ -50,35 +73,23 @@ export class OnnxGraphError extends Error {
 const LN_EPS = 1e-5;
 const COMBINED_MASK_LIMIT_BYTES = 8 * 1024 * 1024;
 
-/** The window size and shift the official SwinTransformerBlock settles on, given img_size at construction. */
-export function blockWindow(config: SwinIRConfig, blockIndex: number): { ws: number; shift: number } {
-  if (config.imgSize <= config.windowSize) return { ws: config.imgSize, shift: 0 };
-  return { ws: config.windowSize, shift: blockIndex % 2 === 0 ? 0 : Math.floor(config.windowSize / 2) };
-}
-
 /** Height/width after `check_image_size`: rounded up to a multiple of window_size. */
 export function paddedSize(size: number, windowSize: number): number {
   return Math.ceil(size / windowSize) * windowSize;
 }
 
-function toFloat32(key: string, t: Tensor): Float32Array {
-  const d = t.data;
-  if (t.dtype === 'float32') return d as Float32Array;
-  if (t.dtype === 'float64') return Float32Array.from(d as Float64Array);
-  if (t.dtype === 'bfloat16') {
-    const bits = new Uint32Array((d as Uint16Array).length);
-    (d as Uint16Array).forEach((b, i) => { bits[i] = b << 16; });
-    return new Float32Array(bits.buffer);
+/**
+ * `table[relative_position_index].view(N, N, heads).permute(2, 0, 1)`: the (heads, N, N) bias added to q k^T.
+ * `table` is a block's `relative_position_bias_table`, ((2ws-1)^2, heads), row-major.
+ */
+export function relativePositionBias(table: Float32Array, heads: number, ws: number): Float32Array {
+  const n = ws * ws;
+  const index = relativePositionIndex(ws);
+  const bias = new Float32Array(heads * n * n);
+  for (let h = 0; h < heads; h++) {
+    for (let k = 0; k < n * n; k++) bias[h * n * n + k] = table[index[k] * heads + h];
   }
-  if (t.dtype === 'float16') return Float32Array.from(d as Uint16Array, halfToFloat);
-  throw new OnnxGraphError(`parameter '${key}' has dtype ${t.dtype}; expected float32, float64, float16 or bfloat16`);
-}
-
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1, exp = (h >> 10) & 0x1f, frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
+  return bias;
 }
 
 class ParamReader {
@@ -90,7 +101,7 @@ class ParamReader {
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
       throw new OnnxGraphError(`'${key}' has shape [${t.shape}], expected [${shape}]`);
     }
-    return toFloat32(key, t);
+    return toFloat32(t, key);
   }
 }
 
@@ -124,6 +135,9 @@ class SwinIRGraph {
   private readonly e: number;
   private readonly sites: SiteHook;
   private readonly maskCache = new Map<string, string>();
+  private readonly expandShapes = new Map<string, string>();
+  private readonly permutations = new Map<string, Int32Array>();
+  private readonly maskData = new Map<string, Float32Array>();
 
   constructor(
     private readonly cfg: SwinIRConfig,
@@ -138,6 +152,11 @@ class SwinIRGraph {
     if (cfg.depths.length !== cfg.numHeads.length) {
       throw new OnnxGraphError(`depths [${cfg.depths}] and num_heads [${cfg.numHeads}] differ in length`);
     }
+  }
+
+  private geometry(blockIndex: number): { ws: number; shift: number } {
+    const { windowSize, shiftSize } = blockGeometry(this.cfg, blockIndex);
+    return { ws: windowSize, shift: shiftSize };
   }
 
   forward(input: string): string {
@@ -158,8 +177,8 @@ class SwinIRGraph {
       }
       case 'pixelshuffle': {
         const first = this.conv(normed, 'conv_first', this.e, cfg.inChans);
-        out = this.leakyRelu(this.conv(features(first), 'conv_before_upsample.0', 64, this.e), 0.01);
-        out = this.conv(this.upsample(out), 'conv_last', cfg.inChans, 64);
+        out = this.leakyRelu(this.conv(features(first), 'conv_before_upsample.0', NUM_FEAT, this.e), 0.01);
+        out = this.conv(this.upsample(out), 'conv_last', cfg.inChans, NUM_FEAT);
         break;
       }
       case 'nearest+conv': {
@@ -167,13 +186,13 @@ class SwinIRGraph {
           throw new OnnxGraphError(`upsampler 'nearest+conv' supports upscale 2 or 4, got ${cfg.upscale}`);
         }
         const first = this.conv(normed, 'conv_first', this.e, cfg.inChans);
-        out = this.leakyRelu(this.conv(features(first), 'conv_before_upsample.0', 64, this.e), 0.01);
+        out = this.leakyRelu(this.conv(features(first), 'conv_before_upsample.0', NUM_FEAT, this.e), 0.01);
         const nearest2x = (t: string) => g.op('Resize', [t, '', g.constant(new Float32Array([1, 1, 2, 2]), [4], 'scales')], {
           mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor',
         });
-        out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up1', 64, 64), 0.2);
-        if (cfg.upscale === 4) out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up2', 64, 64), 0.2);
-        out = this.conv(this.leakyRelu(this.conv(out, 'conv_hr', 64, 64), 0.2), 'conv_last', cfg.inChans, 64);
+        out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up1', NUM_FEAT, NUM_FEAT), 0.2);
+        if (cfg.upscale === 4) out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up2', NUM_FEAT, NUM_FEAT), 0.2);
+        out = this.conv(this.leakyRelu(this.conv(out, 'conv_hr', NUM_FEAT, NUM_FEAT), 0.2), 'conv_last', cfg.inChans, NUM_FEAT);
         break;
       }
       case '': {
@@ -208,11 +227,16 @@ class SwinIRGraph {
     return this.g.op('Slice', [out, this.g.int64([0, 0]), this.g.int64([this.opts.height * s, this.opts.width * s]), this.g.int64([2, 3])]);
   }
 
+  /** nn.Conv2d (stride 1, same padding); its NCHW input and [out, in, k, k] weight pass their sites. */
   private conv(x: string, key: string, outCh: number, inCh: number, kernel = 3): string {
-    const w = this.g.addInitializer(`${key}.weight`, this.params.get(`${key}.weight`, [outCh, inCh, kernel, kernel]), [outCh, inCh, kernel, kernel]);
-    const b = this.g.addInitializer(`${key}.bias`, this.params.get(`${key}.bias`, [outCh]), [outCh]);
+    const { g } = this;
+    const wShape = [outCh, inCh, kernel, kernel];
+    const xIn = this.sites(key, x, g, { kind: 'conv_input', shape: [-1, inCh, -2, -2], layout: ['batch', 'channel', 'height', 'width'] });
+    const w = g.addInitializer(`${key}.weight`, this.params.get(`${key}.weight`, wShape), wShape);
+    const wOut = this.sites(`${key}.weight`, w, g, { kind: 'conv_weight', shape: wShape, layout: ['out_channels', 'in_channels', 'kh', 'kw'] });
+    const b = g.addInitializer(`${key}.bias`, this.params.get(`${key}.bias`, [outCh]), [outCh]);
     const p = (kernel - 1) / 2;
-    return this.g.op('Conv', [x, w, b], { kernel_shape: [kernel, kernel], pads: [p, p, p, p], strides: [1, 1] }, key);
+    return g.op('Conv', [xIn, wOut, b], { kernel_shape: [kernel, kernel], pads: [p, p, p, p], strides: [1, 1] }, key);
   }
 
   private leakyRelu(x: string, slope: number): string {
@@ -221,15 +245,16 @@ class SwinIRGraph {
 
   /** Official `Upsample`: n x (conv 64->256 + PixelShuffle(2)) for 2^n, or conv 64->576 + PixelShuffle(3). */
   private upsample(x: string): string {
-    const s = this.cfg.upscale;
-    if (s > 0 && (s & (s - 1)) === 0) {
-      for (let i = 0; i < Math.log2(s); i++) {
-        x = this.g.op('DepthToSpace', [this.conv(x, `upsample.${2 * i}`, 256, 64)], { blocksize: 2, mode: 'CRD' });
-      }
-      return x;
+    let convs: ReturnType<typeof classicalUpsampleConvs>;
+    try {
+      convs = classicalUpsampleConvs(this.cfg.upscale);
+    } catch (err) {
+      throw new OnnxGraphError((err as Error).message);
     }
-    if (s === 3) return this.g.op('DepthToSpace', [this.conv(x, 'upsample.0', 576, 64)], { blocksize: 3, mode: 'CRD' });
-    throw new OnnxGraphError(`upscale ${s} is not supported by the pixelshuffle upsampler (choices: 2^n, 3)`);
+    for (const { index, outChannels, factor } of convs) {
+      x = this.g.op('DepthToSpace', [this.conv(x, `upsample.${index}`, outChannels, NUM_FEAT)], { blocksize: factor, mode: 'CRD' });
+    }
+    return x;
   }
 
   private layerNorm(x: string, key: string): string {
@@ -256,8 +281,21 @@ class SwinIRGraph {
     if (cfg.ape) tokens = this.absolutePositionEmbedding(tokens);
     for (let i = 0; i < cfg.depths.length; i++) {
       const rstbInput = tokens;
-      for (let j = 0; j < cfg.depths[i]; j++) {
-        tokens = this.swinBlock(tokens, `layers.${i}.residual_group.blocks.${j}`, cfg.numHeads[i], blockWindow(cfg, j));
+      if (this.opts.windowOrder === 'reshape') {
+        for (let j = 0; j < cfg.depths[i]; j++) {
+          tokens = this.swinBlock(tokens, `layers.${i}.residual_group.blocks.${j}`, cfg.numHeads[i], this.geometry(j), false);
+        }
+      } else {
+        // The stream stays in the current block's window order; one Gather moves it to the next block's order.
+        let order: Int32Array | null = null;
+        for (let j = 0; j < cfg.depths[i]; j++) {
+          const { ws, shift } = this.geometry(j);
+          const perm = this.windowPermutation(ws, shift);
+          tokens = this.reorder(tokens, order, perm);
+          order = perm;
+          tokens = this.swinBlock(tokens, `layers.${i}.residual_group.blocks.${j}`, cfg.numHeads[i], { ws, shift }, true);
+        }
+        tokens = this.reorder(tokens, order, null);
       }
       const conv = this.residualConv(this.unembed(tokens), `layers.${i}.conv`);
       tokens = g.op('Add', [this.embed(conv), rstbInput]);
@@ -268,9 +306,10 @@ class SwinIRGraph {
 
   private absolutePositionEmbedding(tokens: string): string {
     const n = this.cfg.imgSize * this.cfg.imgSize;
-    if (this.hp * this.wp !== n || this.hp !== this.cfg.imgSize) {
+    if (this.hp * this.wp !== n) {
+      // x + absolute_pos_embed only broadcasts when L equals img_size^2, as in the official forward.
       throw new OnnxGraphError(
-        `ape=true needs the padded input to be img_size ${this.cfg.imgSize}x${this.cfg.imgSize}, got ${this.hp}x${this.wp}`);
+        `ape=true needs ${n} tokens (img_size ${this.cfg.imgSize}^2) but the padded input ${this.hp}x${this.wp} has ${this.hp * this.wp}`);
     }
     const pos = this.g.addInitializer('absolute_pos_embed', this.params.get('absolute_pos_embed', [1, n, this.e]), [1, n, this.e]);
     const b = this.g.op('Reshape', [tokens, this.g.int64([-1, n, this.e])]);
@@ -281,8 +320,7 @@ class SwinIRGraph {
   private residualConv(x: string, key: string): string {
     if (this.cfg.resiConnection === '1conv') return this.conv(x, key, this.e, this.e);
     if (this.cfg.resiConnection === '3conv') {
-      const q = this.e / 4;
-      if (!Number.isInteger(q)) throw new OnnxGraphError(`resi_connection '3conv' needs embed_dim divisible by 4, got ${this.e}`);
+      const q = Math.floor(this.e / 4); // dim // 4
       let y = this.leakyRelu(this.conv(x, `${key}.0`, q, this.e), 0.2);
       y = this.leakyRelu(this.conv(y, `${key}.2`, q, q, 1), 0.2);
       return this.conv(y, `${key}.4`, this.e, q);
@@ -345,7 +383,53 @@ class SwinIRGraph {
     return g.op('Mul', [g.op('Mul', [x, g.op('Add', [erf, g.scalar(1, 'one')])]), g.scalar(0.5, 'half')]);
   }
 
-  private swinBlock(tokens: string, key: string, heads: number, { ws, shift }: { ws: number; shift: number }): string {
+  /**
+   * Window position p -> spatial token index (h*W + w) for a block: `window_partition(roll(x, -shift))`,
+   * windows row-major, tokens row-major inside a window.
+   */
+  private windowPermutation(ws: number, shift: number): Int32Array {
+    const key = `${ws}/${shift}`;
+    let perm = this.permutations.get(key);
+    if (perm) return perm;
+    const { hp, wp } = this;
+    if (hp % ws !== 0 || wp % ws !== 0) throw new OnnxGraphError(`padded size ${hp}x${wp} is not a multiple of the block window ${ws}`);
+    perm = new Int32Array(hp * wp);
+    let p = 0;
+    for (let wh = 0; wh < hp / ws; wh++) {
+      for (let ww = 0; ww < wp / ws; ww++) {
+        for (let i = 0; i < ws; i++) {
+          for (let j = 0; j < ws; j++) perm[p++] = ((wh * ws + i + shift) % hp) * wp + ((ww * ws + j + shift) % wp);
+        }
+      }
+    }
+    this.permutations.set(key, perm);
+    return perm;
+  }
+
+  /** Moves a stream held in `from` order (null = spatial) to `to` order (null = spatial) with one Gather. */
+  private reorder(tokens: string, from: Int32Array | null, to: Int32Array | null): string {
+    const L = this.hp * this.wp;
+    let inverse: Int32Array | null = null;
+    if (from) {
+      inverse = new Int32Array(L);
+      from.forEach((spatial, p) => { inverse![spatial] = p; });
+    }
+    const index = new BigInt64Array(L);
+    let identity = true;
+    for (let p = 0; p < L; p++) {
+      const spatial = to ? to[p] : p;
+      const src = inverse ? inverse[spatial] : spatial;
+      index[p] = BigInt(src);
+      if (src !== p) identity = false;
+    }
+    if (identity) return tokens;
+    const { g } = this;
+    const b = g.op('Reshape', [tokens, g.int64([-1, L, this.e])]);
+    const gathered = g.op('Gather', [b, g.constant(index, [L], 'window_order')], { axis: 1 });
+    return g.op('Reshape', [gathered, g.int64([-1, this.e])]);
+  }
+
+  private swinBlock(tokens: string, key: string, heads: number, { ws, shift }: { ws: number; shift: number }, windowOrdered: boolean): string {
     const { g, hp, wp, e } = this;
     if (hp % ws !== 0 || wp % ws !== 0) {
       throw new OnnxGraphError(`padded size ${hp}x${wp} is not a multiple of the block window ${ws} in ${key}`);
@@ -353,41 +437,87 @@ class SwinIRGraph {
     if (e % heads !== 0) throw new OnnxGraphError(`embed_dim ${e} is not divisible by num_heads ${heads} in ${key}`);
     const n = ws * ws, hd = e / heads, nW = (hp / ws) * (wp / ws);
 
-    const windows = this.toWindows(this.layerNorm(tokens, `${key}.norm1`), ws, shift);
+    const normed = this.layerNorm(tokens, `${key}.norm1`);
+    const windows = windowOrdered ? normed : this.toWindows(normed, ws, shift);
     const scale = this.cfg.qkScale ?? hd ** -0.5;
     const foldScale = this.opts.foldQScale !== false;
     const { y: qkv, transformed: qScaleFolded } = this.linear(windows, `${key}.attn.qkv`, 3 * e, e, foldScale ? (w, b) => {
       for (let k = 0; k < e * e; k++) w[k] = Math.fround(w[k] * scale);
       for (let k = 0; k < e; k++) b[k] = Math.fround(b[k] * scale);
     } : undefined);
-    const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
-    const heads4 = (t: string) => g.op('Transpose', [g.op('Reshape', [t, g.int64([-1, n, heads, hd])])], { perm: [0, 2, 1, 3] });
-    const attnInfo = (layout: string[], shape: number[]): SiteInfo => ({ kind: 'attention', shape, layout });
-    const qkvShape = [-1, heads, n, hd], qkvLayout = ['window', 'head', 'token', 'head_dim'];
-    let q = heads4(qFlat);
-    if (!qScaleFolded) q = g.op('Mul', [q, g.scalar(scale, 'q_scale')]);
-    q = this.sites(`${key}.attn.q`, q, g, attnInfo(qkvLayout, qkvShape));
-    const k = this.sites(`${key}.attn.k`, heads4(kFlat), g, attnInfo(qkvLayout, qkvShape));
-    const v = this.sites(`${key}.attn.v`, heads4(vFlat), g, attnInfo(qkvLayout, qkvShape));
-
-    let scores = g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })], undefined, `${key}.attn.qk`);
     const table = this.params.get(`${key}.attn.relative_position_bias_table`, [(2 * ws - 1) ** 2, heads]);
     const bias = relativePositionBias(table, heads, ws);
-    if (!shift) {
+    let y = this.useFusedAttention()
+      ? this.fusedAttention(qkv, key, heads, n, nW, bias, shift ? this.shiftMask(ws, shift) : null, qScaleFolded ? 1 : scale)
+      : this.explicitAttention(qkv, key, heads, n, nW, bias, shift ? this.shiftMask(ws, shift) : null, qScaleFolded ? null : scale, ws, shift);
+    y = this.linear(y, `${key}.attn.proj`, e, e).y;
+    const x = g.op('Add', [tokens, windowOrdered ? y : this.fromWindows(y, ws, shift)]);
+
+    const hidden = Math.floor(e * this.cfg.mlpRatio); // int(dim * mlp_ratio)
+    let m = this.linear(this.layerNorm(x, `${key}.norm2`), `${key}.mlp.fc1`, hidden, e).y;
+    m = this.linear(this.gelu(m), `${key}.mlp.fc2`, e, hidden).y;
+    return g.op('Add', [x, m]);
+  }
+
+  private useFusedAttention(): boolean {
+    const mode = this.opts.attention ?? 'auto';
+    if (mode === 'fused' && this.opts.sites) {
+      throw new OnnxGraphError(`attention 'fused' has no q/k/v/attn_map tensors for sites; use 'matmul' or 'auto'`);
+    }
+    return mode === 'fused' || (mode === 'auto' && !this.opts.sites);
+  }
+
+  /** (nW, heads, N, N) = bias + mask per window, the official add order's values up to float rounding of -100 + b. */
+  private combinedBiasMask(bias: Float32Array, mask: Float32Array, heads: number, n: number, nW: number): Float32Array {
+    const both = new Float32Array(nW * heads * n * n);
+    for (let w = 0; w < nW; w++) {
+      for (let h = 0; h < heads; h++) {
+        const dst = (w * heads + h) * n * n, src = h * n * n, m = w * n * n;
+        for (let t = 0; t < n * n; t++) both[dst + t] = bias[src + t] + mask[m + t];
+      }
+    }
+    return both;
+  }
+
+  /** q k^T, bias, mask and softmax as separate ONNX ops, exposing q, k, v and the attention map as sites. */
+  private explicitAttention(
+    qkv: string, key: string, heads: number, n: number, nW: number,
+    bias: Float32Array, mask: Float32Array | null, qScale: number | null, ws: number, shift: number,
+  ): string {
+    const { g, e } = this;
+    const hd = e / heads;
+    let qh: string, kh: string, vh: string;
+    const tune = this.opts.tuning ?? {};
+    if (tune.headSplit === 'transpose5') {
+      // One transpose [W, N, 3, H, D] -> [3, W, H, N, D], then contiguous splits.
+      const t = g.op('Transpose', [g.op('Reshape', [qkv, g.int64([-1, n, 3, heads, hd])])], { perm: [2, 0, 3, 1, 4] });
+      [qh, kh, vh] = g.addNode({ op: 'Split', inputs: [t, g.int64([1, 1, 1])], attrs: { axis: 0 }, outputs: 3, name: `${key}.attn.split` })
+        .map((part) => g.op('Reshape', [part, g.int64([-1, heads, n, hd])]));
+    } else if (tune.headSplit === 'gather') {
+      const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
+      const idx = this.headGatherIndex(heads, n);
+      const heads4 = (t: string) => g.op('Reshape', [g.op('Gather', [g.op('Reshape', [t, g.int64([-1, n * heads, hd])]), idx], { axis: 1 }), g.int64([-1, heads, n, hd])]);
+      [qh, kh, vh] = [heads4(qFlat), heads4(kFlat), heads4(vFlat)];
+    } else {
+      const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
+      const heads4 = (t: string) => g.op('Transpose', [g.op('Reshape', [t, g.int64([-1, n, heads, hd])])], { perm: [0, 2, 1, 3] });
+      [qh, kh, vh] = [heads4(qFlat), heads4(kFlat), heads4(vFlat)];
+    }
+    const qkvInfo: SiteInfo = { kind: 'attention', shape: [-1, heads, n, hd], layout: ['window', 'head', 'token', 'head_dim'] };
+    let q = qh;
+    if (qScale !== null) q = g.op('Mul', [q, g.scalar(qScale, 'q_scale')]);
+    q = this.sites(`${key}.attn.q`, q, g, qkvInfo);
+    const k = this.sites(`${key}.attn.k`, kh, g, qkvInfo);
+    const v = this.sites(`${key}.attn.v`, vh, g, qkvInfo);
+
+    let scores = g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })], undefined, `${key}.attn.qk`);
+    if (!mask) {
       scores = g.op('Add', [scores, g.constant(bias, [heads, n, n], `${key}.attn.bias`)]);
     } else {
-      const mask = shiftedWindowMask(hp, wp, ws, shift);
       const mode = this.opts.biasMask ?? 'auto';
       const combine = mode === 'combined' || (mode === 'auto' && nW * heads * n * n * 4 <= COMBINED_MASK_LIMIT_BYTES);
       if (combine) {
-        const both = new Float32Array(nW * heads * n * n);
-        for (let w = 0; w < nW; w++) {
-          for (let h = 0; h < heads; h++) {
-            const dst = (w * heads + h) * n * n, src = h * n * n, m = w * n * n;
-            for (let t = 0; t < n * n; t++) both[dst + t] = bias[src + t] + mask[m + t];
-          }
-        }
-        const c = g.constant(both, [nW, heads, n, n], `${key}.attn.bias_mask`);
+        const c = g.constant(this.combinedBiasMask(bias, mask, heads, n, nW), [nW, heads, n, n], `${key}.attn.bias_mask`);
         scores = g.op('Add', [g.op('Reshape', [scores, g.int64([-1, nW, heads, n, n])]), c]);
       } else {
         scores = g.op('Add', [scores, g.constant(bias, [heads, n, n], `${key}.attn.bias`)]);
@@ -396,16 +526,79 @@ class SwinIRGraph {
       scores = g.op('Reshape', [scores, g.int64([-1, heads, n, n])]);
     }
     let attn = g.op('Softmax', [scores], { axis: -1 }, `${key}.attn.softmax`);
-    attn = this.sites(`${key}.attn.attn_map`, attn, g, attnInfo(['window', 'head', 'query', 'key'], [-1, heads, n, n]));
-    let y = g.op('MatMul', [attn, v], undefined, `${key}.attn.av`);
-    y = g.op('Reshape', [g.op('Transpose', [y], { perm: [0, 2, 1, 3] }), g.int64([-1, e])]);
-    y = this.linear(y, `${key}.attn.proj`, e, e).y;
-    const x = g.op('Add', [tokens, this.fromWindows(y, ws, shift)]);
+    attn = this.sites(`${key}.attn.attn_map`, attn, g, { kind: 'attention', shape: [-1, heads, n, n], layout: ['window', 'head', 'query', 'key'] });
+    const y = g.op('MatMul', [attn, v], undefined, `${key}.attn.av`);
+    if (tune.headSplit === 'gather') {
+      const back = this.headGatherIndex(heads, n, true);
+      return g.op('Reshape', [g.op('Gather', [g.op('Reshape', [y, g.int64([-1, heads * n, hd])]), back], { axis: 1 }), g.int64([-1, e])]);
+    }
+    return g.op('Reshape', [g.op('Transpose', [y], { perm: [0, 2, 1, 3] }), g.int64([-1, e])]);
+  }
 
-    const hidden = Math.floor(e * this.cfg.mlpRatio); // int(dim * mlp_ratio)
-    let m = this.linear(this.layerNorm(x, `${key}.norm2`), `${key}.mlp.fc1`, hidden, e).y;
-    m = this.linear(this.gelu(m), `${key}.mlp.fc2`, e, hidden).y;
-    return g.op('Add', [x, m]);
+  /** onnxruntime's com.microsoft MultiHeadAttention over windows, with bias (+ mask) as attention_bias. */
+  private fusedAttention(
+    qkv: string, key: string, heads: number, n: number, nW: number,
+    bias: Float32Array, mask: Float32Array | null, scale: number,
+  ): string {
+    const { g, e } = this;
+    const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
+    const win = (t: string) => g.op('Reshape', [t, g.int64([-1, n, e])]);
+    let attnBias: string;
+    if (!mask) {
+      attnBias = g.constant(bias, [1, heads, n, n], `${key}.attn.bias`);
+    } else {
+      const c = g.constant(this.combinedBiasMask(bias, mask, heads, n, nW), [1, nW, heads, n, n], `${key}.attn.bias_mask`);
+      if (this.opts.batch === 1) {
+        attnBias = g.op('Reshape', [c, g.int64([nW, heads, n, n])]);
+      } else {
+        attnBias = g.op('Reshape', [g.op('Expand', [c, this.batchExpandShape(nW, heads, n)]), g.int64([-1, heads, n, n])]);
+      }
+    }
+    const y = g.addNode({
+      op: 'MultiHeadAttention', domain: 'com.microsoft', name: `${key}.attn.mha`,
+      inputs: [win(qFlat), win(kFlat), win(vFlat), '', '', attnBias],
+      attrs: { num_heads: heads, scale: attr.float(scale) },
+    })[0];
+    return g.op('Reshape', [y, g.int64([-1, e])]);
+  }
+
+  /** [batch, nW, heads, N, N] with the batch read from the graph input at run time. */
+  private batchExpandShape(nW: number, heads: number, n: number): string {
+    const key = `${nW}/${heads}/${n}`;
+    let name = this.expandShapes.get(key);
+    if (!name) {
+      const batch = this.g.op('Slice', [this.g.op('Shape', ['input']), this.g.int64([0]), this.g.int64([1])]);
+      name = this.g.op('Concat', [batch, this.g.int64([nW, heads, n, n])], { axis: 0 });
+      this.expandShapes.set(key, name);
+    }
+    return name;
+  }
+
+  private shiftMask(ws: number, shift: number): Float32Array {
+    const key = `${ws}/${shift}`;
+    let mask = this.maskData.get(key);
+    if (!mask) {
+      mask = calculateAttnMask(this.hp, this.wp, ws, shift);
+      this.maskData.set(key, mask);
+    }
+    return mask;
+  }
+
+  private headGatherIndex(heads: number, n: number, inverse = false): string {
+    const key = `heads${heads}/${n}/${inverse}`;
+    let name = this.maskCache.get(key);
+    if (!name) {
+      const idx = new BigInt64Array(heads * n);
+      for (let h = 0; h < heads; h++) {
+        for (let t = 0; t < n; t++) {
+          if (inverse) idx[t * heads + h] = BigInt(h * n + t);
+          else idx[h * n + t] = BigInt(t * heads + h);
+        }
+      }
+      name = this.g.constant(idx, [heads * n], 'head_order');
+      this.maskCache.set(key, name);
+    }
+    return name;
   }
 
   private maskConstant(mask: Float32Array, ws: number, shift: number, nW: number, n: number): string {
