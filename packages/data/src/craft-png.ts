@@ -1,19 +1,7 @@
-import { deflateSync } from 'node:zlib';
+import { crc32, deflateSync } from 'node:zlib';
 
 // Test helper: hand-built PNGs in the layouts sharp never writes (16-bit, grey+alpha, palette), so readImage's
 // conversions can be checked against values known in advance. Not exported from the package.
-
-const crcTable = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-
-function crc32(bytes: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 function chunk(type: string, body: Uint8Array): Buffer {
   const typed = Buffer.concat([Buffer.from(type, 'latin1'), body]);
