@@ -55,10 +55,11 @@ export interface SwinIROnnxOptions {
    */
   biasMask?: 'separate' | 'combined' | 'auto';
   /**
-   * 'matmul': explicit MatMul/Add/Softmax ops (needed for q/k/v/attn_map sites); 'fused': onnxruntime's
-   * com.microsoft MultiHeadAttention; 'auto' (default): fused unless a `sites` hook is given.
+   * 'matmul' (default): explicit MatMul/Add/Softmax ops, which the q/k/v/attn_map sites need; 'fused':
+   * onnxruntime's com.microsoft MultiHeadAttention with bias+mask as one (nW, heads, N, N) constant per
+   * shifted block (no faster on CPU, see docs/engine.md, and much larger for big inputs).
    */
-  attention?: 'matmul' | 'fused' | 'auto';
+  attention?: 'matmul' | 'fused';
   /** 'gather' (default): one Gather per block between window orders; 'reshape': roll + partition per block. */
   windowOrder?: 'gather' | 'reshape';
   /** Formulation experiments measured in docs/engine.md; the defaults are the fastest found. */
@@ -94,6 +95,10 @@ export function relativePositionBias(table: Float32Array, heads: number, ws: num
 
 class ParamReader {
   constructor(private readonly stateDict: StateDict) {}
+
+  has(key: string): boolean {
+    return this.stateDict.has(key);
+  }
 
   get(key: string, shape: number[]): Float32Array {
     const t = this.stateDict.get(key);
@@ -167,7 +172,7 @@ class SwinIRGraph {
     if (cfg.imgRange !== 1) normed = g.op('Mul', [normed, g.scalar(cfg.imgRange, 'img_range')]);
 
     let out: string;
-    const features = (first: string) => g.op('Add', [this.conv(this.forwardFeatures(first), 'conv_after_body', this.e, this.e), first]);
+    const features = (first: string) => g.op('Add', [this.residualConv(this.forwardFeatures(first), 'conv_after_body'), first]);
     switch (cfg.upsampler) {
       case 'pixelshuffledirect': {
         const first = this.conv(normed, 'conv_first', this.e, cfg.inChans);
@@ -182,8 +187,9 @@ class SwinIRGraph {
         break;
       }
       case 'nearest+conv': {
-        if (cfg.upscale !== 2 && cfg.upscale !== 4) {
-          throw new OnnxGraphError(`upsampler 'nearest+conv' supports upscale 2 or 4, got ${cfg.upscale}`);
+        if (cfg.upscale !== 4) {
+          // The official constructor asserts upscale == 4 ('only support x4 now').
+          throw new OnnxGraphError(`upsampler 'nearest+conv' supports upscale 4 only, got ${cfg.upscale}`);
         }
         const first = this.conv(normed, 'conv_first', this.e, cfg.inChans);
         out = this.leakyRelu(this.conv(features(first), 'conv_before_upsample.0', NUM_FEAT, this.e), 0.01);
@@ -191,7 +197,7 @@ class SwinIRGraph {
           mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor',
         });
         out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up1', NUM_FEAT, NUM_FEAT), 0.2);
-        if (cfg.upscale === 4) out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up2', NUM_FEAT, NUM_FEAT), 0.2);
+        out = this.leakyRelu(this.conv(nearest2x(out), 'conv_up2', NUM_FEAT, NUM_FEAT), 0.2);
         out = this.conv(this.leakyRelu(this.conv(out, 'conv_hr', NUM_FEAT, NUM_FEAT), 0.2), 'conv_last', cfg.inChans, NUM_FEAT);
         break;
       }
@@ -360,7 +366,8 @@ class SwinIRGraph {
   private linear(x: string, key: string, outF: number, inF: number, transformWeight?: (w: Float32Array, b: Float32Array) => void): { y: string; transformed: boolean } {
     const { g } = this;
     const wData = this.params.get(`${key}.weight`, [outF, inF]);
-    const bData = this.params.get(`${key}.bias`, [outF]);
+    // qkv_bias=False leaves qkv without a bias; zeros give the same result.
+    const bData = this.params.has(`${key}.bias`) ? this.params.get(`${key}.bias`, [outF]) : new Float32Array(outF);
     const xIn = this.sites(key, x, g, { kind: 'linear_input', shape: [-1, inF], layout: ['token', 'in_features'] });
     const wName = g.addInitializer(`${key}.weight`, wData, [outF, inF]);
     const wOut = this.sites(`${key}.weight`, wName, g, { kind: 'linear_weight', shape: [outF, inF], layout: ['out_features', 'in_features'] });
@@ -439,7 +446,7 @@ class SwinIRGraph {
 
     const normed = this.layerNorm(tokens, `${key}.norm1`);
     const windows = windowOrdered ? normed : this.toWindows(normed, ws, shift);
-    const scale = this.cfg.qkScale ?? hd ** -0.5;
+    const scale = this.cfg.qkScale || hd ** -0.5; // qk_scale or head_dim ** -0.5
     const foldScale = this.opts.foldQScale !== false;
     const { y: qkv, transformed: qScaleFolded } = this.linear(windows, `${key}.attn.qkv`, 3 * e, e, foldScale ? (w, b) => {
       for (let k = 0; k < e * e; k++) w[k] = Math.fround(w[k] * scale);
@@ -460,11 +467,12 @@ class SwinIRGraph {
   }
 
   private useFusedAttention(): boolean {
-    const mode = this.opts.attention ?? 'auto';
+    const mode = this.opts.attention ?? 'matmul';
+    if (mode !== 'matmul' && mode !== 'fused') throw new OnnxGraphError(`unknown attention '${String(mode)}' (choices: matmul, fused)`);
     if (mode === 'fused' && this.opts.sites) {
-      throw new OnnxGraphError(`attention 'fused' has no q/k/v/attn_map tensors for sites; use 'matmul' or 'auto'`);
+      throw new OnnxGraphError(`attention 'fused' has no q/k/v/attn_map tensors for sites; use 'matmul'`);
     }
-    return mode === 'fused' || (mode === 'auto' && !this.opts.sites);
+    return mode === 'fused';
   }
 
   /** (nW, heads, N, N) = bias + mask per window, the official add order's values up to float rounding of -100 + b. */
