@@ -1,0 +1,39 @@
+import { Command, CommanderError } from 'commander';
+import { exitCodeFor } from './errors';
+import { evalCommand } from './commands/eval';
+import { upscaleCommand } from './commands/upscale';
+import { convertCommand } from './commands/convert';
+
+export function buildProgram(): Command {
+  const program = new Command('harmoq')
+    .description('post-training quantization of super-resolution models (HarmoQ reproduction)')
+    .option('--verbose', 'print stack traces on errors')
+    .showSuggestionAfterError(true)
+    .exitOverride();
+  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand()]) {
+    program.addCommand(cmd.exitOverride().showSuggestionAfterError(true));
+  }
+  return program;
+}
+
+/** Runs the CLI and returns the exit code: 0 ok, 2 bad input or usage, 1 a failed run. */
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.configureOutput({ writeErr: () => {} }); // errors are printed once, below, as one line
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return 0;
+      if (err.code === 'commander.help') return 0;
+      process.stderr.write(`harmoq: ${err.message.replace(/^error: /, '')}\n`);
+      return 2;
+    }
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`harmoq: ${message}\n`);
+    if (verbose && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
+    return exitCodeFor(err);
+  }
+}
