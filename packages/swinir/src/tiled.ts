@@ -1,5 +1,12 @@
-import type { ForwardOptions, NCHWArray, SwinIRModel } from './model';
+import type { SwinIRConfig } from './config';
+import type { ForwardOptions, NCHWArray } from './model';
 import { SwinIRError } from './errors';
+
+/** What tiling needs of a model: SwinIRModel, or anything with the same forward contract. */
+export interface TileableModel {
+  readonly config: Pick<SwinIRConfig, 'windowSize' | 'upscale'>;
+  forward(input: NCHWArray, options?: Pick<ForwardOptions, 'hook'>): NCHWArray;
+}
 
 export interface TileOptions {
   /** Tile size in input pixels (the official `--tile`); must be a multiple of window_size. */
@@ -25,7 +32,7 @@ export function tileOrigins(size: number, tile: number, stride: number): number[
  * order as the official loops). The tile is clamped to min(tile, H, W) as officially; a clamped tile need
  * not be a window multiple here, because the model pads it (the official code would assert).
  */
-export function forwardTiled(model: SwinIRModel, input: NCHWArray, options: TileOptions): NCHWArray {
+export function forwardTiled(model: TileableModel, input: NCHWArray, options: TileOptions): NCHWArray {
   const [n, c, h, w] = input.shape;
   const ws = model.config.windowSize;
   const sf = model.config.upscale;
