@@ -4,7 +4,8 @@ const path = require('node:path');
 module.exports = (dir) => ({
   displayName: path.basename(dir),
   rootDir: dir,
-  testEnvironment: 'node',
+  // onnxruntime-node checks typed arrays against the host realm's constructors (see jest.environment.js).
+  testEnvironment: path.join(__dirname, 'jest.environment.js'),
   testMatch: ['<rootDir>/src/**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: path.join(__dirname, 'tsconfig.base.json') }] },
   moduleNameMapper: {

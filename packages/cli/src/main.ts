@@ -11,15 +11,17 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .exitOverride();
   for (const cmd of [evalCommand(), upscaleCommand(), convertCommand()]) {
-    program.addCommand(cmd.exitOverride().showSuggestionAfterError(true));
+    program.addCommand(cmd.exitOverride().showSuggestionAfterError(true).configureOutput(QUIET_ERRORS));
   }
-  return program;
+  return program.configureOutput(QUIET_ERRORS);
 }
+
+// Commander's own error text is printed once by run(), as one line.
+const QUIET_ERRORS = { writeErr: () => {} };
 
 /** Runs the CLI and returns the exit code: 0 ok, 2 bad input or usage, 1 a failed run. */
 export async function run(argv: string[]): Promise<number> {
   const program = buildProgram();
-  program.configureOutput({ writeErr: () => {} }); // errors are printed once, below, as one line
   const verbose = argv.includes('--verbose');
   try {
     await program.parseAsync(argv, { from: 'user' });
