@@ -182,6 +182,51 @@ describe('SwinIRModel (tiny x2 fixture)', () => {
     x.dispose();
   });
 
+  it('weight gradients on wasm (custom conv filter gradient) equal the cpu backend ones', async () => {
+    const keys = ['conv_first.weight', 'layers.0.conv.weight', 'upsample.0.weight', 'layers.1.residual_group.blocks.1.attn.qkv.weight',
+      'layers.1.residual_group.blocks.1.attn.relative_position_bias_table', 'norm.bias'];
+    const x = tf.tensor4d(input.data, input.shape).transpose([0, 2, 3, 1]) as tf.Tensor4D;
+    const gradsOn = async (backend: 'wasm' | 'cpu') => {
+      await initBackend(backend);
+      const { value, grads } = tf.variableGrads(() => tf.sum(tf.square(model.apply(x))) as tf.Scalar, keys.map((k) => model.param(k)));
+      const out = keys.map((k) => grads[model.param(k).name].dataSync() as Float32Array);
+      value.dispose();
+      Object.values(grads).forEach((g) => g.dispose());
+      return out;
+    };
+    const cpu = await gradsOn('cpu');
+    const wasm = await gradsOn('wasm');
+    keys.forEach((key, i) => {
+      const scale = Math.max(...cpu[i].map(Math.abs));
+      expect([key, scale > 0]).toEqual([key, true]);
+      expect([key, maxAbsDiff(wasm[i], cpu[i]) / scale]).toEqual([key, expect.any(Number)]);
+      expect(maxAbsDiff(wasm[i], cpu[i])).toBeLessThanOrEqual(1e-4 * scale);
+    });
+    x.dispose();
+  });
+
+  it('a weight hook replaces weights like setParam does, without touching the parameters', () => {
+    const module = 'layers.0.residual_group.blocks.1.attn.qkv';
+    const seen: string[] = [];
+    const hooked = model.forward(input, {
+      weightHook: (m, w) => {
+        seen.push(m);
+        return m === module ? tf.mul(w, 0.5) : undefined;
+      },
+    });
+    expect(seen).toContain('conv_first');
+    expect(seen).toContain('upsample.0');
+    expect(seen.filter((m) => m === module)).toHaveLength(1);
+    const key = `${module}.weight`;
+    const original = model.param(key).dataSync().slice() as Float32Array;
+    model.setParam(key, original.map((v) => v * 0.5));
+    const viaParam = model.forward(input);
+    model.setParam(key, original);
+    expect(maxAbsDiff(hooked.data, viaParam.data)).toBe(0);
+    expect(maxAbsDiff(hooked.data, reference.data)).toBeGreaterThan(1e-4);
+    expect(maxAbsDiff(model.forward(input).data, reference.data)).toBe(0);
+  });
+
   it('rejects a hook that changes the shape', () => {
     expect(() => model.forward(input, { hook: (s, t) => (s.endsWith('mlp.fc1') ? tf.reshape(t, [-1]) : undefined) })).toThrow(
       /hook at layers\.0\.residual_group\.blocks\.0\.mlp\.fc1 returned shape \[6720\], expected \[1, 560, 12\]/);

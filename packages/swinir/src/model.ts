@@ -29,16 +29,25 @@ export type SiteKind = 'linear' | 'conv' | 'q' | 'k' | 'v' | 'attn_map';
  */
 export type ActivationHook = (site: string, x: tf.Tensor, kind: SiteKind) => tf.Tensor | void;
 
+/**
+ * Called on the weight of every Linear and Conv (PyTorch layout: [out, in] or [out, in, kh, kw]) before use,
+ * keyed by module path (`layers.0.residual_group.blocks.0.attn.qkv`, `conv_first`, ...); may return a
+ * replacement of the same shape, e.g. fake-quantized with differentiable parameters.
+ */
+export type WeightHook = (module: string, weight: tf.Tensor) => tf.Tensor | void;
+
 /** Receives each named stage (golden `meta.json` names) as an NHWC tensor, freed after the call. */
 export type StageCallback = (name: string, x: tf.Tensor4D) => void;
 
 export interface ApplyOptions {
   hook?: ActivationHook;
+  weightHook?: WeightHook;
   onStage?: StageCallback;
 }
 
 export interface ForwardOptions {
   hook?: ActivationHook;
+  weightHook?: WeightHook;
   /** Capture stages as NCHW arrays: true for all, or the names wanted. */
   stages?: boolean | readonly string[];
 }
@@ -104,6 +113,8 @@ export class SwinIRModel {
   private readonly masks = new Map<string, tf.Tensor>();
   private readonly meanTensor: tf.Tensor1D;
   private disposed = false;
+  /** The weight hook of the apply() in progress. */
+  private weightHook?: WeightHook;
 
   /**
    * Builds the model from a state dict, refusing it unless it matches `config` key for key and shape for
@@ -211,7 +222,7 @@ export class SwinIRModel {
     }
     const out = tf.tidy(() => {
       const x = tf.transpose(tf.tensor4d(input.data, input.shape, 'float32'), [0, 2, 3, 1]) as tf.Tensor4D;
-      return tf.transpose(this.apply(x, { hook: options.hook, onStage }), [0, 3, 1, 2]);
+      return tf.transpose(this.apply(x, { hook: options.hook, weightHook: options.weightHook, onStage }), [0, 3, 1, 2]);
     });
     const data = out.dataSync() as Float32Array;
     const shape = out.shape as [number, number, number, number];
@@ -225,7 +236,15 @@ export class SwinIRModel {
    */
   apply(x: tf.Tensor4D, options: ApplyOptions = {}): tf.Tensor4D {
     if (this.disposed) throw new SwinIRError('this SwinIRModel has been disposed');
-    const { hook, onStage } = options;
+    this.weightHook = options.weightHook;
+    try {
+      return this.applyWith(x, options.hook, options.onStage);
+    } finally {
+      this.weightHook = undefined;
+    }
+  }
+
+  private applyWith(x: tf.Tensor4D, hook?: ActivationHook, onStage?: StageCallback): tf.Tensor4D {
     const cfg = this.config;
     const [, h, w] = x.shape;
     const s = cfg.upscale;
@@ -337,9 +356,15 @@ export class SwinIRModel {
     windows = site(hook, `${p}.attn.qkv`, windows, 'linear');
     // One matmul per q/k/v on row slices of qkv.weight: the same sums as the fused [3C] output, without
     // splitting a [.., 3*heads, ..] tensor (slow on wasm).
-    const rows = tf.reshape(windows, [bw * n, c]);
-    const toHeads = (part: number) =>
-      tf.transpose(tf.reshape(this.linearPart(rows, `${p}.attn.qkv`, part, c), [bw, n, nH, hd]), [0, 2, 1, 3]);
+    const rows = tf.reshape(windows, [bw * n, c]) as tf.Tensor2D;
+    const qkvWeight = this.weight(`${p}.attn.qkv`);
+    const qkvBias = this.params.get(`${p}.attn.qkv.bias`);
+    const toHeads = (part: number) => {
+      const w = tf.slice(qkvWeight, [part * c, 0], [c, -1]);
+      const bias = qkvBias ? tf.slice(qkvBias, [part * c], [c]) : undefined;
+      const out = tf.fused.matMul({ a: rows, b: tf.transpose(w) as tf.Tensor2D, bias });
+      return tf.transpose(tf.reshape(out, [bw, n, nH, hd]), [0, 2, 1, 3]);
+    };
     const scale = cfg.qkScale || hd ** -0.5;
     const q = site(hook, `${p}.attn.q`, tf.mul(toHeads(0), scale), 'q');
     const k = site(hook, `${p}.attn.k`, toHeads(1), 'k');
@@ -416,30 +441,31 @@ export class SwinIRModel {
     return tf.add(tf.mul(normed, this.param(`${prefix}.weight`)), this.param(`${prefix}.bias`)) as tf.Tensor4D;
   }
 
-  /** nn.Linear on [rows, in]: x @ W^T + b (W^T materialised: the wasm fast path wants no transposeB). */
-  private linear(x: tf.Tensor, prefix: string): tf.Tensor2D {
-    const weight = this.param(`${prefix}.weight`);
-    const bias = this.params.get(`${prefix}.bias`);
-    return tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.transpose(weight) as tf.Tensor2D, bias }) as tf.Tensor2D;
+  /** A Linear/Conv weight after the weight hook, PyTorch layout. */
+  private weight(module: string): tf.Tensor {
+    const w = this.param(`${module}.weight`);
+    if (!this.weightHook) return w;
+    const replaced = this.weightHook(module, w);
+    if (!replaced) return w;
+    if (replaced.shape.join() !== w.shape.join()) {
+      throw new SwinIRError(`weight hook at ${module} returned shape [${replaced.shape.join(', ')}], expected [${w.shape.join(', ')}]`);
+    }
+    return replaced;
   }
 
-  /** Rows [part*size, (part+1)*size) of a Linear's output: x @ W[part]^T + b[part]. */
-  private linearPart(x: tf.Tensor, prefix: string, part: number, size: number): tf.Tensor2D {
-    const weight = this.param(`${prefix}.weight`);
+  /** nn.Linear on [rows, in]: x @ W^T + b (W^T materialised: the wasm fast path wants no transposeB). */
+  private linear(x: tf.Tensor, prefix: string): tf.Tensor2D {
+    const weight = this.weight(prefix);
     const bias = this.params.get(`${prefix}.bias`);
-    const w = tf.slice(weight, [part * size, 0], [size, -1]);
-    const b = bias ? tf.slice(bias, [part * size], [size]) : undefined;
-    return tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.transpose(w) as tf.Tensor2D, bias: b }) as tf.Tensor2D;
+    return tf.fused.matMul({ a: x as tf.Tensor2D, b: tf.transpose(weight) as tf.Tensor2D, bias }) as tf.Tensor2D;
   }
 
   /** nn.Conv2d with stride 1 and "same" padding (3x3 pad 1, 1x1 pad 0). */
   private conv(x: tf.Tensor4D, prefix: string, hook?: ActivationHook): tf.Tensor4D {
     const input = site(hook, prefix, x, 'conv') as tf.Tensor4D;
-    const weight = this.param(`${prefix}.weight`);
-    const bias = this.param(`${prefix}.bias`);
-    const filter = tf.transpose(weight, [2, 3, 1, 0]) as tf.Tensor4D;
+    const filter = tf.transpose(this.weight(prefix), [2, 3, 1, 0]) as tf.Tensor4D;
     // Plain conv2d + add: the wasm FusedConv2D kernel rejects the bias shape tfjs-core hands it.
-    return tf.add(tf.conv2d(input, filter, 1, 'same'), bias) as tf.Tensor4D;
+    return tf.add(conv2dSame(input, filter), this.param(`${prefix}.bias`)) as tf.Tensor4D;
   }
 
   private residualConv(x: tf.Tensor4D, prefix: string, hook?: ActivationHook): tf.Tensor4D {
@@ -505,6 +531,41 @@ function site(hook: ActivationHook | undefined, name: string, x: tf.Tensor, kind
   }
   return replaced;
 }
+
+/**
+ * Stride-1 "same" conv2d. On wasm, which has no Conv2DBackpropFilter kernel, the filter gradient is built
+ * from one matmul per kernel tap; elsewhere tfjs's own gradients are used.
+ */
+function conv2dSame(x: tf.Tensor4D, filter: tf.Tensor4D): tf.Tensor4D {
+  return tf.getBackend() === 'wasm' ? conv2dSameWasm(x, filter) : tf.conv2d(x, filter, 1, 'same');
+}
+
+const conv2dSameWasm = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, filter, save] = args as [tf.Tensor4D, tf.Tensor4D, tf.GradSaveFunc];
+  save([x, filter]);
+  return {
+    value: tf.conv2d(x, filter, 1, 'same'),
+    gradFunc: (dy: tf.Tensor4D, saved: tf.Tensor[]) => {
+      const [input, kernel] = saved as [tf.Tensor4D, tf.Tensor4D];
+      const dy4 = dy;
+      const dx = tf.conv2dTranspose(dy4, kernel, input.shape, 1, 'same');
+      const [kh, kw, inC, outC] = kernel.shape;
+      const [b, h, w] = input.shape;
+      const top = Math.floor((kh - 1) / 2);
+      const left = Math.floor((kw - 1) / 2);
+      const padded = tf.pad(input, [[0, 0], [top, kh - 1 - top], [left, kw - 1 - left], [0, 0]]);
+      const dyRows = tf.reshape(dy4, [b * h * w, outC]);
+      const taps: tf.Tensor[] = [];
+      for (let i = 0; i < kh; i++) {
+        for (let j = 0; j < kw; j++) {
+          const shifted = tf.reshape(tf.slice(padded, [0, i, j, 0], [b, h, w, inC]), [b * h * w, inC]);
+          taps.push(tf.matMul(tf.transpose(shifted), dyRows));
+        }
+      }
+      return [dx, tf.reshape(tf.stack(taps), [kh, kw, inC, outC])];
+    },
+  };
+}) as (x: tf.Tensor4D, filter: tf.Tensor4D) => tf.Tensor4D;
 
 /** torch.roll(x, (shift, shift), dims=(1, 2)) on NHWC. */
 function roll2d(x: tf.Tensor4D, shift: number): tf.Tensor4D {
