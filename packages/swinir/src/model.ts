@@ -271,7 +271,7 @@ export class SwinIRModel {
     deep.dispose();
 
     const result = tf.tidy(() => {
-      let y = this.head(body, convFirst, normalisedInput, hook, onStage);
+      let y = this.head(body, normalisedInput, hook, onStage);
       y = tf.add(tf.div(y, cfg.imgRange), this.meanTensor) as tf.Tensor4D;
       if (y.shape[1] !== h * s || y.shape[2] !== w * s) y = tf.slice(y, [0, 0, 0, 0], [-1, h * s, w * s, -1]);
       return y;
@@ -302,12 +302,11 @@ export class SwinIRModel {
       if (cfg.patchNorm) t = this.layerNorm(t, 'patch_embed.norm');
       else t = tf.clone(t);
       if (cfg.ape) {
-        const [b, h, w, c] = t.shape;
+        const [, h, w, c] = t.shape;
         if (h * w !== cfg.imgSize * cfg.imgSize) {
           throw new SwinIRError(`absolute_pos_embed needs a ${cfg.imgSize}x${cfg.imgSize} padded input, got ${h}x${w}`);
         }
         t = tf.add(t, tf.reshape(this.param('absolute_pos_embed'), [1, h, w, c])) as tf.Tensor4D;
-        void b;
       }
       onStage?.('patch_embed', t);
       return t;
@@ -481,7 +480,7 @@ export class SwinIRModel {
   }
 
   private head(
-    body: tf.Tensor4D, convFirst: tf.Tensor4D, normalisedInput: tf.Tensor4D | undefined,
+    body: tf.Tensor4D, normalisedInput: tf.Tensor4D | undefined,
     hook?: ActivationHook, onStage?: StageCallback,
   ): tf.Tensor4D {
     const cfg = this.config;
@@ -513,7 +512,6 @@ export class SwinIRModel {
       }
       case '': {
         // Denoising/JPEG: x + conv_last(res), with x the mean-shifted input.
-        void convFirst;
         const y = this.conv(body, 'conv_last', hook);
         onStage?.('conv_last', y);
         return tf.add(normalisedInput!, y) as tf.Tensor4D;
