@@ -6,19 +6,10 @@ import { convertCheckpoint, detectFormat, loadStateDict, sha256File } from './lo
 import { readPth } from './pth';
 import { readSafetensorsFile, writeSafetensors } from './safetensors';
 import { StateDict, bytesOfData } from './tensor';
-import { dataDir, goldenDir } from './testing/fixtures';
+import { dataDir, goldenDir, refusal } from './testing/fixtures';
 
 const tinyEma = () => path.join(goldenDir(), 'tiny_params_ema_x2/model.pth');
 
-function refusal(run: () => unknown): CheckpointError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CheckpointError);
-    return err as CheckpointError;
-  }
-  throw new Error('expected a CheckpointError');
-}
 
 let scratch: string;
 beforeEach(() => {

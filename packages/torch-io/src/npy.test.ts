@@ -5,20 +5,11 @@ import fc from 'fast-check';
 import { CheckpointError } from './errors';
 import { encodeNpy, readNpy, readNpyFile, writeNpy } from './npy';
 import { DType, Tensor, dataFromBytes, itemSize, numel } from './tensor';
-import { goldenDir } from './testing/fixtures';
+import { goldenDir, refusal } from './testing/fixtures';
 
 const concat = (chunks: Uint8Array[]) => new Uint8Array(Buffer.concat(chunks));
 const hex = (text: string) => new Uint8Array(Buffer.from(text, 'hex'));
 
-function refusal(run: () => unknown): CheckpointError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CheckpointError);
-    return err as CheckpointError;
-  }
-  throw new Error('expected a CheckpointError');
-}
 
 /** An .npy file with a hand-written header dict (version 1). */
 function npyWithHeader(dict: string, data: Uint8Array, major = 1): Uint8Array {

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError } from './errors';
 import { PyDict, PyTuple, StorageRef, TensorRef, readPickle } from './pickle';
-import { PickleWriter, goldenDir } from './testing/fixtures';
+import { PickleWriter, goldenDir, refusal } from './testing/fixtures';
 import { ZipArchive } from './zip';
 
 const REDUCE = 0x52;
@@ -14,15 +14,6 @@ function dataPkl(file: string): Uint8Array {
   return archive.read(name as string);
 }
 
-function refusal(run: () => unknown): CheckpointError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CheckpointError);
-    return err as CheckpointError;
-  }
-  throw new Error('expected a CheckpointError');
-}
 
 describe('readPickle: the forbidden fixtures', () => {
   it.each([

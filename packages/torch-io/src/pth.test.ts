@@ -7,7 +7,7 @@ import { zipSync } from 'fflate';
 import { CheckpointError } from './errors';
 import { readPth } from './pth';
 import { StateDict, TensorData, numel } from './tensor';
-import { PickleWriter, dataDir, goldenDir, torchZip } from './testing/fixtures';
+import { PickleWriter, dataDir, goldenDir, torchZip, refusal } from './testing/fixtures';
 import { ZipArchive } from './zip';
 
 const floats = (t: { data: TensorData } | TensorData): number[] =>
@@ -29,15 +29,6 @@ function paramSums(stateDict: StateDict): { sum: number; absSum: number; params:
   return { sum, absSum, params };
 }
 
-function refusal(run: () => unknown): CheckpointError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CheckpointError);
-    return err as CheckpointError;
-  }
-  throw new Error('expected a CheckpointError');
-}
 
 const loadFile = (file: string) => readPth(fs.readFileSync(file), file);
 

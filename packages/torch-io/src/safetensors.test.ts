@@ -5,18 +5,10 @@ import fc from 'fast-check';
 import { CheckpointError } from './errors';
 import { encodeSafetensors, readSafetensors, readSafetensorsFile, writeSafetensors } from './safetensors';
 import { DTYPES, DType, StateDict, Tensor, allocData, dataFromBytes, itemSize, numel } from './tensor';
+import { refusal } from './testing/fixtures';
 
 const concat = (chunks: Uint8Array[]) => new Uint8Array(Buffer.concat(chunks));
 
-function refusal(run: () => unknown): CheckpointError {
-  try {
-    run();
-  } catch (err) {
-    expect(err).toBeInstanceOf(CheckpointError);
-    return err as CheckpointError;
-  }
-  throw new Error('expected a CheckpointError');
-}
 
 /** A safetensors file from a literal header object and a data section. */
 function rawFile(header: unknown, data: Uint8Array = new Uint8Array(0)): Uint8Array {

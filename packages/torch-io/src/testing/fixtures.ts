@@ -1,6 +1,7 @@
 // Test-only helpers: where the shared fixtures are, and builders for hand-made torch archives.
 import * as path from 'node:path';
 import { zipSync } from 'fflate';
+import { CheckpointError } from '../errors';
 
 /** ../shared/golden (or HARMOQ_GOLDEN); torch-io is a leaf package, so it cannot use @harmoq/data. */
 export function goldenDir(): string {
@@ -77,4 +78,15 @@ export function torchZip(pickle: Uint8Array, storages: Record<string, Uint8Array
   };
   for (const [key, bytes] of Object.entries(storages)) files[`${name}/data/${key}`] = [bytes, { level: 0 }];
   return zipSync(files);
+}
+
+/** Runs `run`, expects it to throw a CheckpointError, and returns that error for message checks. */
+export function refusal(run: () => unknown): CheckpointError {
+  try {
+    run();
+  } catch (err) {
+    expect(err).toBeInstanceOf(CheckpointError);
+    return err as CheckpointError;
+  }
+  throw new Error('expected a CheckpointError');
 }
