@@ -58,4 +58,13 @@ describe('ONNX graph sites', () => {
     expect(maxAbsDiff(a.data, c.data)).toBeGreaterThan(1e-3);
     await Promise.all([hooked.dispose(), edited.dispose(), plain.dispose()]);
   });
+
+  test('rewritten weights go through the run-time per-head layout and the unfolded q scale', async () => {
+    const passThrough: SiteHook = (site, tensor, g) => (site.endsWith('.weight') ? g.op('Identity', [tensor]) : tensor);
+    const x = input().data as Float32Array;
+    const hooked = await createEngine({ engine: 'onnx', config, stateDict, threads: 1, sites: passThrough });
+    const expected = readNpyFile(path.join(goldenDir(), 'tiny_pixelshuffledirect_x2/output.npy')).data as Float32Array;
+    expect(maxAbsDiff((await hooked.forward(x, shape)).data, expected)).toBeLessThanOrEqual(1e-4);
+    await hooked.dispose();
+  });
 });

@@ -171,6 +171,11 @@ export class GraphBuilder {
     this.initializers.set(name, tensorProto(name, data, old.dims));
   }
 
+  /** Drops an initializer nothing will read (onnxruntime warns about unused ones). */
+  removeInitializer(name: string): void {
+    if (!this.initializers.delete(name)) throw new RangeError(`no initializer named '${name}'`);
+  }
+
   hasInitializer(name: string): boolean {
     return this.initializers.has(name);
   }

@@ -90,25 +90,27 @@ describe('buildSwinIROnnx on the tiny golden model', () => {
     expect(weights.map((s) => s.site.replace(/\.weight$/, ''))).toEqual(reference.filter((s) => !/\.attn\.(q|k|v|attn_map)$/.test(s)));
     expect(seen.find((s) => s.site === 'layers.0.residual_group.blocks.1.attn.qkv.weight')!.info)
       .toEqual({ kind: 'linear_weight', shape: [36, 12], layout: ['out_features', 'in_features'] });
-    expect(seen.find((s) => s.site === 'layers.0.residual_group.blocks.1.attn.attn_map')!.info.shape).toEqual([-1, 2, 16, 16]);
+    expect(seen.find((s) => s.site === 'layers.0.residual_group.blocks.1.attn.attn_map')!.info.shape).toEqual([2, -1, 16, 16]);
   });
 
-  test('q scaling is folded into qkv unless the qkv weight site rewrites the weight', () => {
-    const key = 'layers.0.residual_group.blocks.0.attn.qkv.weight';
-    const original = stateDict.get(key)!.data as Float32Array;
-    const qkvWeight = (bytes: Uint8Array) => {
-      const t = decodeModel(bytes).graph.initializer.find((i) => i.name === key)!;
-      return new Float32Array(Uint8Array.from(t.rawData!).buffer);
+  test('q scaling is folded into the per-head q weights unless the qkv weight site rewrites the weight', () => {
+    const key = 'layers.0.residual_group.blocks.0.attn.qkv';
+    const original = stateDict.get(`${key}.weight`)!.data as Float32Array;
+    const initializer = (bytes: Uint8Array, name: string) => {
+      const t = decodeModel(bytes).graph.initializer.find((i) => i.name === name);
+      return t && new Float32Array(Uint8Array.from(t.rawData!).buffer);
     };
     const scale = (12 / 2) ** -0.5;
     const folded = buildSwinIROnnx(config, stateDict, { height: 8, width: 8, sites: (_s, t) => t });
-    expect(qkvWeight(folded)[0]).toBe(Math.fround(original[0] * scale));
-    expect(qkvWeight(folded)[12 * 12]).toBe(original[12 * 12]); // k rows untouched
+    expect(initializer(folded, `${key}.weight`)).toBeUndefined(); // re-laid out per head
+    // [heads, E+1, head_dim]: element [0][0][0] is W[0][0] (q) and W[12][0] (k, row heads*head_dim).
+    expect(initializer(folded, `${key}.q_heads`)![0]).toBe(Math.fround(original[0] * scale));
+    expect(initializer(folded, `${key}.k_heads`)![0]).toBe(original[12 * 12]);
     const rewritten = buildSwinIROnnx(config, stateDict, {
       height: 8, width: 8,
       sites: (site, t, g) => (site.endsWith('.qkv.weight') ? g.op('Identity', [t]) : t),
     });
-    expect(qkvWeight(rewritten)[0]).toBe(original[0]);
+    expect(initializer(rewritten, `${key}.weight`)![0]).toBe(original[0]);
     expect(decodeModel(rewritten).graph.node.filter((n) => n.opType === 'Mul' && n.input.some((i) => i.startsWith('q_scale')))).toHaveLength(4);
   });
 

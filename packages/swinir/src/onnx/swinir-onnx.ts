@@ -29,8 +29,9 @@ export interface SiteInfo {
  * - Linear inputs `p.attn.qkv`, `p.attn.proj`, `p.mlp.fc1`, `p.mlp.fc2`: 2-D [tokens, in_features]; tokens are
  *   in window order (a permutation of the image's pixels), so per-tensor and per-channel statistics are exact.
  * - Linear weights `<linear>.weight`: the [out, in] initializer, PyTorch layout (q rows unscaled).
- * - `p.attn.q` (after the head_dim^-0.5 scaling), `p.attn.k`, `p.attn.v`: [windows, heads, N, head_dim];
- *   `p.attn.attn_map` (after softmax): [windows, heads, N, N].
+ * - `p.attn.q` (after the head_dim^-0.5 scaling), `p.attn.k`, `p.attn.v`: [heads, windows, N, head_dim];
+ *   `p.attn.attn_map` (after softmax): [heads, windows, N, N]. Heads come first (the tfjs reference has
+ *   windows first); `SiteInfo.layout` names the axes.
  * - Conv inputs by module path (`conv_first`, `layers.{i}.conv`, `conv_after_body`, `upsample.0`, ...): NCHW;
  *   conv weights `<conv>.weight`: [out, in, k, k].
  * Sites come in forward order. A hook adds its nodes with `graph.addNode`/`graph.op` and constants with
@@ -62,8 +63,6 @@ export interface SwinIROnnxOptions {
   attention?: 'matmul' | 'fused';
   /** 'gather' (default): one Gather per block between window orders; 'reshape': roll + partition per block. */
   windowOrder?: 'gather' | 'reshape';
-  /** Formulation experiments measured in docs/engine.md; the defaults are the fastest found. */
-  tuning?: { headSplit?: 'transpose' | 'transpose5' | 'gather' };
 }
 
 /** Thrown when a config, state dict or size cannot be turned into a graph. */
@@ -139,10 +138,11 @@ class SwinIRGraph {
   private readonly wp: number;
   private readonly e: number;
   private readonly sites: SiteHook;
-  private readonly maskCache = new Map<string, string>();
   private readonly expandShapes = new Map<string, string>();
   private readonly permutations = new Map<string, Int32Array>();
   private readonly maskData = new Map<string, Float32Array>();
+  private readonly maskConstants = new Map<Float32Array, string>();
+  private ones?: string;
 
   constructor(
     private readonly cfg: SwinIRConfig,
@@ -362,25 +362,14 @@ class SwinIRGraph {
     return g.op('Reshape', [x, g.int64([-1, e])]);
   }
 
-  /** nn.Linear on 2-D tokens as Gemm(transB) on the [out, in] weight; both input and weight pass their sites. */
-  private linear(x: string, key: string, outF: number, inF: number, transformWeight?: (w: Float32Array, b: Float32Array) => void): { y: string; transformed: boolean } {
+  /** nn.Linear on 2-D tokens as Gemm(transB) on the [out, in] weight; input and weight pass their sites. */
+  private linear(x: string, key: string, outF: number, inF: number): string {
     const { g } = this;
-    const wData = this.params.get(`${key}.weight`, [outF, inF]);
-    // qkv_bias=False leaves qkv without a bias; zeros give the same result.
-    const bData = this.params.has(`${key}.bias`) ? this.params.get(`${key}.bias`, [outF]) : new Float32Array(outF);
     const xIn = this.sites(key, x, g, { kind: 'linear_input', shape: [-1, inF], layout: ['token', 'in_features'] });
-    const wName = g.addInitializer(`${key}.weight`, wData, [outF, inF]);
+    const wName = g.addInitializer(`${key}.weight`, this.params.get(`${key}.weight`, [outF, inF]), [outF, inF]);
     const wOut = this.sites(`${key}.weight`, wName, g, { kind: 'linear_weight', shape: [outF, inF], layout: ['out_features', 'in_features'] });
-    let bias = bData;
-    const transformed = transformWeight !== undefined && wOut === wName;
-    if (transformed) {
-      const w2 = Float32Array.from(wData), b2 = Float32Array.from(bData);
-      transformWeight(w2, b2);
-      g.replaceInitializer(wName, w2);
-      bias = b2;
-    }
-    const bName = g.addInitializer(`${key}.bias`, bias, [outF]);
-    return { y: g.op('Gemm', [xIn, wOut, bName], { transB: 1 }, key), transformed };
+    const bName = g.addInitializer(`${key}.bias`, this.params.get(`${key}.bias`, [outF]), [outF]);
+    return g.op('Gemm', [xIn, wOut, bName], { transB: 1 }, key);
   }
 
   private gelu(x: string): string {
@@ -436,33 +425,29 @@ class SwinIRGraph {
     return g.op('Reshape', [gathered, g.int64([-1, this.e])]);
   }
 
+
   private swinBlock(tokens: string, key: string, heads: number, { ws, shift }: { ws: number; shift: number }, windowOrdered: boolean): string {
     const { g, hp, wp, e } = this;
     if (hp % ws !== 0 || wp % ws !== 0) {
       throw new OnnxGraphError(`padded size ${hp}x${wp} is not a multiple of the block window ${ws} in ${key}`);
     }
     if (e % heads !== 0) throw new OnnxGraphError(`embed_dim ${e} is not divisible by num_heads ${heads} in ${key}`);
-    const n = ws * ws, hd = e / heads, nW = (hp / ws) * (wp / ws);
-
     const normed = this.layerNorm(tokens, `${key}.norm1`);
     const windows = windowOrdered ? normed : this.toWindows(normed, ws, shift);
-    const scale = this.cfg.qkScale || hd ** -0.5; // qk_scale or head_dim ** -0.5
-    const foldScale = this.opts.foldQScale !== false;
-    const { y: qkv, transformed: qScaleFolded } = this.linear(windows, `${key}.attn.qkv`, 3 * e, e, foldScale ? (w, b) => {
-      for (let k = 0; k < e * e; k++) w[k] = Math.fround(w[k] * scale);
-      for (let k = 0; k < e; k++) b[k] = Math.fround(b[k] * scale);
-    } : undefined);
     const table = this.params.get(`${key}.attn.relative_position_bias_table`, [(2 * ws - 1) ** 2, heads]);
-    const bias = relativePositionBias(table, heads, ws);
-    let y = this.useFusedAttention()
-      ? this.fusedAttention(qkv, key, heads, n, nW, bias, shift ? this.shiftMask(ws, shift) : null, qScaleFolded ? 1 : scale)
-      : this.explicitAttention(qkv, key, heads, n, nW, bias, shift ? this.shiftMask(ws, shift) : null, qScaleFolded ? null : scale, ws, shift);
-    y = this.linear(y, `${key}.attn.proj`, e, e).y;
+    const geometry: AttentionGeometry = {
+      key, heads, n: ws * ws, nW: (hp / ws) * (wp / ws),
+      bias: relativePositionBias(table, heads, ws),
+      mask: shift ? this.shiftMask(ws, shift) : null,
+      scale: this.cfg.qkScale || (e / heads) ** -0.5, // qk_scale or head_dim ** -0.5
+    };
+    let y = this.useFusedAttention() ? this.fusedAttention(windows, geometry) : this.explicitAttention(windows, geometry);
+    y = this.linear(y, `${key}.attn.proj`, e, e);
     const x = g.op('Add', [tokens, windowOrdered ? y : this.fromWindows(y, ws, shift)]);
 
     const hidden = Math.floor(e * this.cfg.mlpRatio); // int(dim * mlp_ratio)
-    let m = this.linear(this.layerNorm(x, `${key}.norm2`), `${key}.mlp.fc1`, hidden, e).y;
-    m = this.linear(this.gelu(m), `${key}.mlp.fc2`, e, hidden).y;
+    let m = this.linear(this.layerNorm(x, `${key}.norm2`), `${key}.mlp.fc1`, hidden, e);
+    m = this.linear(this.gelu(m), `${key}.mlp.fc2`, e, hidden);
     return g.op('Add', [x, m]);
   }
 
@@ -475,99 +460,124 @@ class SwinIRGraph {
     return mode === 'fused';
   }
 
-  /** (nW, heads, N, N) = bias + mask per window, the official add order's values up to float rounding of -100 + b. */
-  private combinedBiasMask(bias: Float32Array, mask: Float32Array, heads: number, n: number, nW: number): Float32Array {
-    const both = new Float32Array(nW * heads * n * n);
-    for (let w = 0; w < nW; w++) {
-      for (let h = 0; h < heads; h++) {
-        const dst = (w * heads + h) * n * n, src = h * n * n, m = w * n * n;
-        for (let t = 0; t < n * n; t++) both[dst + t] = bias[src + t] + mask[m + t];
-      }
-    }
-    return both;
+  /** qkv weight and bias (zeros when qkv_bias=False), PyTorch layout, and whether the weight site kept them. */
+  private qkvParams(x: string, key: string): { xIn: string; w: Float32Array; b: Float32Array; hooked: string | null } {
+    const { g, e } = this;
+    const lk = `${key}.attn.qkv`;
+    const xIn = this.sites(lk, x, g, { kind: 'linear_input', shape: [-1, e], layout: ['token', 'in_features'] });
+    const w = this.params.get(`${lk}.weight`, [3 * e, e]);
+    const b = this.params.has(`${lk}.bias`) ? this.params.get(`${lk}.bias`, [3 * e]) : new Float32Array(3 * e);
+    const wName = g.addInitializer(`${lk}.weight`, w, [3 * e, e]);
+    const wOut = this.sites(`${lk}.weight`, wName, g, { kind: 'linear_weight', shape: [3 * e, e], layout: ['out_features', 'in_features'] });
+    if (wOut !== wName) return { xIn, w, b, hooked: wOut };
+    g.removeInitializer(wName); // re-laid out below as per-head constants
+    return { xIn, w, b, hooked: null };
   }
 
-  /** q k^T, bias, mask and softmax as separate ONNX ops, exposing q, k, v and the attention map as sites. */
-  private explicitAttention(
-    qkv: string, key: string, heads: number, n: number, nW: number,
-    bias: Float32Array, mask: Float32Array | null, qScale: number | null, ws: number, shift: number,
-  ): string {
+  /**
+   * Window attention with q, k, v produced head-major ([heads, windows, N, head_dim]) by one batched MatMul
+   * per projection against per-head slices of qkv.weight, the bias riding along as an extra weight row met by
+   * a ones column. Only the output needs a transpose back to tokens. q k^T, bias, mask and softmax stay
+   * separate ops so the q/k/v/attn_map sites see the official tensors.
+   */
+  private explicitAttention(x: string, a: AttentionGeometry): string {
     const { g, e } = this;
+    const { key, heads, n, nW } = a;
     const hd = e / heads;
-    let qh: string, kh: string, vh: string;
-    const tune = this.opts.tuning ?? {};
-    if (tune.headSplit === 'transpose5') {
-      // One transpose [W, N, 3, H, D] -> [3, W, H, N, D], then contiguous splits.
-      const t = g.op('Transpose', [g.op('Reshape', [qkv, g.int64([-1, n, 3, heads, hd])])], { perm: [2, 0, 3, 1, 4] });
-      [qh, kh, vh] = g.addNode({ op: 'Split', inputs: [t, g.int64([1, 1, 1])], attrs: { axis: 0 }, outputs: 3, name: `${key}.attn.split` })
-        .map((part) => g.op('Reshape', [part, g.int64([-1, heads, n, hd])]));
-    } else if (tune.headSplit === 'gather') {
-      const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
-      const idx = this.headGatherIndex(heads, n);
-      const heads4 = (t: string) => g.op('Reshape', [g.op('Gather', [g.op('Reshape', [t, g.int64([-1, n * heads, hd])]), idx], { axis: 1 }), g.int64([-1, heads, n, hd])]);
-      [qh, kh, vh] = [heads4(qFlat), heads4(kFlat), heads4(vFlat)];
+    const { xIn, w, b, hooked } = this.qkvParams(x, key);
+    const xAug = g.op('Concat', [xIn, this.onesColumn()], { axis: 1 });
+    let weights: string[];
+    const foldScale = hooked === null && this.opts.foldQScale !== false;
+    if (hooked === null) {
+      // part p in {q, k, v}: [heads, E+1, hd] with [h][i][d] = W[(p*heads + h)*hd + d][i] and row E the bias.
+      weights = ['q', 'k', 'v'].map((name, part) => {
+        const f = part === 0 && foldScale ? a.scale : 1;
+        const t = new Float32Array(heads * (e + 1) * hd);
+        for (let h = 0; h < heads; h++) {
+          for (let d = 0; d < hd; d++) {
+            const row = (part * heads + h) * hd + d;
+            t[(h * (e + 1) + e) * hd + d] = Math.fround(b[row] * f);
+            for (let i = 0; i < e; i++) t[(h * (e + 1) + i) * hd + d] = Math.fround(w[row * e + i] * f);
+          }
+        }
+        return g.constant(t, [heads, e + 1, hd], `${key}.attn.qkv.${name}_heads`);
+      });
     } else {
-      const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
-      const heads4 = (t: string) => g.op('Transpose', [g.op('Reshape', [t, g.int64([-1, n, heads, hd])])], { perm: [0, 2, 1, 3] });
-      [qh, kh, vh] = [heads4(qFlat), heads4(kFlat), heads4(vFlat)];
+      // The same layout computed from the rewritten weight (onnxruntime folds it when it is constant).
+      const wh = g.op('Transpose', [g.op('Reshape', [hooked, g.int64([3 * heads, hd, e])])], { perm: [0, 2, 1] });
+      const bh = g.constant(b, [3 * heads, 1, hd], `${key}.attn.qkv.bias_heads`);
+      const both = g.op('Concat', [wh, bh], { axis: 1 });
+      weights = g.addNode({ op: 'Split', inputs: [both, g.int64([heads, heads, heads])], attrs: { axis: 0 }, outputs: 3 });
     }
-    const qkvInfo: SiteInfo = { kind: 'attention', shape: [-1, heads, n, hd], layout: ['window', 'head', 'token', 'head_dim'] };
-    let q = qh;
-    if (qScale !== null) q = g.op('Mul', [q, g.scalar(qScale, 'q_scale')]);
-    q = this.sites(`${key}.attn.q`, q, g, qkvInfo);
-    const k = this.sites(`${key}.attn.k`, kh, g, qkvInfo);
-    const v = this.sites(`${key}.attn.v`, vh, g, qkvInfo);
+    const project = (wt: string) => g.op('Reshape', [g.op('MatMul', [xAug, wt]), g.int64([heads, -1, n, hd])]);
+    const info: SiteInfo = { kind: 'attention', shape: [heads, -1, n, hd], layout: ['head', 'window', 'token', 'head_dim'] };
+    let q = project(weights[0]);
+    if (!foldScale) q = g.op('Mul', [q, g.scalar(a.scale, 'q_scale')]);
+    q = this.sites(`${key}.attn.q`, q, g, info);
+    const k = this.sites(`${key}.attn.k`, project(weights[1]), g, info);
+    const v = this.sites(`${key}.attn.v`, project(weights[2]), g, info);
 
     let scores = g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })], undefined, `${key}.attn.qk`);
-    if (!mask) {
-      scores = g.op('Add', [scores, g.constant(bias, [heads, n, n], `${key}.attn.bias`)]);
+    if (!a.mask) {
+      scores = g.op('Add', [scores, g.constant(a.bias, [heads, 1, n, n], `${key}.attn.bias`)]);
     } else {
       const mode = this.opts.biasMask ?? 'auto';
       const combine = mode === 'combined' || (mode === 'auto' && nW * heads * n * n * 4 <= COMBINED_MASK_LIMIT_BYTES);
       if (combine) {
-        const c = g.constant(this.combinedBiasMask(bias, mask, heads, n, nW), [nW, heads, n, n], `${key}.attn.bias_mask`);
-        scores = g.op('Add', [g.op('Reshape', [scores, g.int64([-1, nW, heads, n, n])]), c]);
+        const c = g.constant(this.combinedBiasMask(a.bias, a.mask, heads, n, nW, 'head-major'), [heads, 1, nW, n, n], `${key}.attn.bias_mask`);
+        scores = g.op('Add', [g.op('Reshape', [scores, g.int64([heads, -1, nW, n, n])]), c]);
       } else {
-        scores = g.op('Add', [scores, g.constant(bias, [heads, n, n], `${key}.attn.bias`)]);
-        scores = g.op('Add', [g.op('Reshape', [scores, g.int64([-1, nW, heads, n, n])]), this.maskConstant(mask, ws, shift, nW, n)]);
+        scores = g.op('Add', [scores, g.constant(a.bias, [heads, 1, n, n], `${key}.attn.bias`)]);
+        scores = g.op('Add', [g.op('Reshape', [scores, g.int64([heads, -1, nW, n, n])]), this.maskConstant(a.mask, nW, n)]);
       }
-      scores = g.op('Reshape', [scores, g.int64([-1, heads, n, n])]);
+      scores = g.op('Reshape', [scores, g.int64([heads, -1, n, n])]);
     }
     let attn = g.op('Softmax', [scores], { axis: -1 }, `${key}.attn.softmax`);
-    attn = this.sites(`${key}.attn.attn_map`, attn, g, { kind: 'attention', shape: [-1, heads, n, n], layout: ['window', 'head', 'query', 'key'] });
+    attn = this.sites(`${key}.attn.attn_map`, attn, g, { kind: 'attention', shape: [heads, -1, n, n], layout: ['head', 'window', 'query', 'key'] });
     const y = g.op('MatMul', [attn, v], undefined, `${key}.attn.av`);
-    if (tune.headSplit === 'gather') {
-      const back = this.headGatherIndex(heads, n, true);
-      return g.op('Reshape', [g.op('Gather', [g.op('Reshape', [y, g.int64([-1, heads * n, hd])]), back], { axis: 1 }), g.int64([-1, e])]);
-    }
-    return g.op('Reshape', [g.op('Transpose', [y], { perm: [0, 2, 1, 3] }), g.int64([-1, e])]);
+    return g.op('Reshape', [g.op('Transpose', [y], { perm: [1, 2, 0, 3] }), g.int64([-1, e])]);
   }
 
-  /** onnxruntime's com.microsoft MultiHeadAttention over windows, with bias (+ mask) as attention_bias. */
-  private fusedAttention(
-    qkv: string, key: string, heads: number, n: number, nW: number,
-    bias: Float32Array, mask: Float32Array | null, scale: number,
-  ): string {
+  /**
+   * onnxruntime's com.microsoft MultiHeadAttention over windows, bias (+ mask) as attention_bias. Measured
+   * slower than the explicit graph on CPU (docs/engine.md); kept as the alternative the benchmark reports.
+   */
+  private fusedAttention(x: string, a: AttentionGeometry): string {
     const { g, e } = this;
+    const { key, heads, n, nW } = a;
+    const { xIn, w, b } = this.qkvParams(x, key);
+    const wt = new Float32Array(w.length);
+    for (let r = 0; r < 3 * e; r++) for (let i = 0; i < e; i++) wt[i * 3 * e + r] = w[r * e + i];
+    const qkv = g.op('MatMul', [xIn, g.constant(wt, [e, 3 * e], `${key}.attn.qkv.weight_t`)]);
     const [qFlat, kFlat, vFlat] = g.addNode({ op: 'Split', inputs: [qkv, g.int64([e, e, e])], attrs: { axis: 1 }, outputs: 3, name: `${key}.attn.split` });
     const win = (t: string) => g.op('Reshape', [t, g.int64([-1, n, e])]);
     let attnBias: string;
-    if (!mask) {
-      attnBias = g.constant(bias, [1, heads, n, n], `${key}.attn.bias`);
+    if (!a.mask) {
+      attnBias = g.constant(a.bias, [1, heads, n, n], `${key}.attn.bias`);
     } else {
-      const c = g.constant(this.combinedBiasMask(bias, mask, heads, n, nW), [1, nW, heads, n, n], `${key}.attn.bias_mask`);
-      if (this.opts.batch === 1) {
-        attnBias = g.op('Reshape', [c, g.int64([nW, heads, n, n])]);
-      } else {
-        attnBias = g.op('Reshape', [g.op('Expand', [c, this.batchExpandShape(nW, heads, n)]), g.int64([-1, heads, n, n])]);
-      }
+      const c = g.constant(this.combinedBiasMask(a.bias, a.mask, heads, n, nW, 'window-major'), [1, nW, heads, n, n], `${key}.attn.bias_mask`);
+      attnBias = this.opts.batch === 1
+        ? g.op('Reshape', [c, g.int64([nW, heads, n, n])])
+        : g.op('Reshape', [g.op('Expand', [c, this.batchExpandShape(nW, heads, n)]), g.int64([-1, heads, n, n])]);
     }
     const y = g.addNode({
       op: 'MultiHeadAttention', domain: 'com.microsoft', name: `${key}.attn.mha`,
-      inputs: [win(qFlat), win(kFlat), win(vFlat), '', '', attnBias],
-      attrs: { num_heads: heads, scale: attr.float(scale) },
+      inputs: [win(qFlat), win(kFlat), win(vFlat), g.constant(b, [3 * e], `${key}.attn.qkv.bias`), '', attnBias],
+      attrs: { num_heads: heads, scale: attr.float(a.scale) },
     })[0];
     return g.op('Reshape', [y, g.int64([-1, e])]);
+  }
+
+  /** bias + mask per window, heads outermost ([heads, nW, N, N]) or windows outermost ([nW, heads, N, N]). */
+  private combinedBiasMask(bias: Float32Array, mask: Float32Array, heads: number, n: number, nW: number, order: 'head-major' | 'window-major'): Float32Array {
+    const both = new Float32Array(nW * heads * n * n);
+    for (let w = 0; w < nW; w++) {
+      for (let h = 0; h < heads; h++) {
+        const dst = (order === 'head-major' ? h * nW + w : w * heads + h) * n * n, src = h * n * n, m = w * n * n;
+        for (let t = 0; t < n * n; t++) both[dst + t] = bias[src + t] + mask[m + t];
+      }
+    }
+    return both;
   }
 
   /** [batch, nW, heads, N, N] with the batch read from the graph input at run time. */
@@ -582,6 +592,17 @@ class SwinIRGraph {
     return name;
   }
 
+  /** [tokens, 1] of ones, shaped from the graph input at run time (the batch may be symbolic). */
+  private onesColumn(): string {
+    if (!this.ones) {
+      const { g } = this;
+      const batch = g.op('Slice', [g.op('Shape', ['input']), g.int64([0]), g.int64([1])]);
+      const tokens = g.op('Mul', [batch, g.int64([this.hp * this.wp])]);
+      this.ones = g.op('ConstantOfShape', [g.op('Concat', [tokens, g.int64([1])], { axis: 0 })], { value: attr.tensor(new Float32Array([1]), [1]) });
+    }
+    return this.ones;
+  }
+
   private shiftMask(ws: number, shift: number): Float32Array {
     const key = `${ws}/${shift}`;
     let mask = this.maskData.get(key);
@@ -592,30 +613,25 @@ class SwinIRGraph {
     return mask;
   }
 
-  private headGatherIndex(heads: number, n: number, inverse = false): string {
-    const key = `heads${heads}/${n}/${inverse}`;
-    let name = this.maskCache.get(key);
+  /** The (nW, N, N) mask as one shared constant (every shifted block of a graph has the same one). */
+  private maskConstant(mask: Float32Array, nW: number, n: number): string {
+    let name = this.maskConstants.get(mask);
     if (!name) {
-      const idx = new BigInt64Array(heads * n);
-      for (let h = 0; h < heads; h++) {
-        for (let t = 0; t < n; t++) {
-          if (inverse) idx[t * heads + h] = BigInt(h * n + t);
-          else idx[h * n + t] = BigInt(t * heads + h);
-        }
-      }
-      name = this.g.constant(idx, [heads * n], 'head_order');
-      this.maskCache.set(key, name);
+      name = this.g.constant(mask, [nW, n, n], 'attn_mask');
+      this.maskConstants.set(mask, name);
     }
     return name;
   }
+}
 
-  private maskConstant(mask: Float32Array, ws: number, shift: number, nW: number, n: number): string {
-    const cacheKey = `${ws}/${shift}`;
-    let name = this.maskCache.get(cacheKey);
-    if (!name) {
-      name = this.g.constant(mask, [nW, 1, n, n], `attn_mask_ws${ws}_shift${shift}`);
-      this.maskCache.set(cacheKey, name);
-    }
-    return name;
-  }
+interface AttentionGeometry {
+  key: string;
+  heads: number;
+  /** Tokens per window and windows per image. */
+  n: number;
+  nW: number;
+  /** (heads, N, N) relative position bias and (nW, N, N) shift mask (null for unshifted blocks). */
+  bias: Float32Array;
+  mask: Float32Array | null;
+  scale: number;
 }
