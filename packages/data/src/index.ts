@@ -6,3 +6,4 @@ export {
   BENCHMARKS, type BenchmarkName, type BenchmarkSpec, type BenchmarkEntry, type ImagePair,
   benchmarkName, listBenchmark, loadPair, listCalibration,
 } from './benchmarks';
+export * from './calibration';
