@@ -8,3 +8,4 @@ export {
   superResolve, runTiled, flipPadToWindow, imageToTensor, tensorToImage, roundHalfEven,
   type SuperResolveOptions,
 } from './protocol';
+export { swinirFlops } from './flops';
