@@ -11,7 +11,7 @@ export function flattenParams(config: Record<string, unknown>, prefix = ''): Rec
     if (value === undefined) return;
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const entries = Object.entries(value as Record<string, unknown>);
-      if (entries.length === 0) out[key] = '{}';
+      if (entries.length === 0 && key !== '') out[key] = '{}';
       for (const [k, v] of entries) visit(v, key ? `${key}.${k}` : k);
       return;
     }

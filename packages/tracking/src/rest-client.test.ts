@@ -286,6 +286,42 @@ describe('retries and errors', () => {
     expect(delays).toEqual([100, 200, 400, 800, 800, 800]);
   });
 
+  test('a lost answer is not resent when resending would duplicate: metric batches and run creation', async () => {
+    const experimentId = await client.createExperiment('main');
+    const { info } = await client.createRun({ experimentId, startTime: 0 });
+    server.failNext(1, 'drop'); // processed, then the connection is cut
+    const err = await rejection(client.logBatch(info.run_id, { metrics: [{ key: 'm', value: 1, timestamp: 1, step: 0 }] }));
+    expect(err.unreachable).toBe(true);
+    expect(err.message).toContain('not resent');
+    expect(server.runs.get(info.run_id)!.metrics.get('m')).toHaveLength(1);
+
+    server.failNext(1, 'drop');
+    await client.logBatch(info.run_id, { params: [{ key: 'p', value: '1' }], tags: [{ key: 't', value: '1' }] }); // idempotent: resent
+    expect(server.runs.get(info.run_id)!.params.get('p')).toBe('1');
+
+    server.failNext(1, 'reset');
+    await rejection(client.createRun({ experimentId, startTime: 0 }));
+    expect(delays).toEqual([250]);
+  });
+
+  test('a refused connection is resent even for a metric batch (nothing reached the server)', async () => {
+    let calls = 0;
+    const refusing = new MlflowClient({
+      trackingUri: server.uri, env: {}, sleep: async () => {},
+      fetch: async (input, init) => {
+        if (++calls <= 2) {
+          throw new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
+        }
+        return fetch(input, init);
+      },
+    });
+    const experimentId = await client.createExperiment('main');
+    const { info } = await client.createRun({ experimentId, startTime: 0 });
+    await refusing.logBatch(info.run_id, { metrics: [{ key: 'm', value: 1, timestamp: 1, step: 0 }] });
+    expect(calls).toBe(3);
+    expect(server.runs.get(info.run_id)!.metrics.get('m')).toHaveLength(1);
+  });
+
   test('4xx is not retried', async () => {
     await rejection(client.getRun('ab'));
     expect(server.requests).toHaveLength(1);

@@ -163,7 +163,7 @@ export class MlflowClient {
       }
       body.tags = request.tags;
     }
-    const res = await this.call('POST', 'runs/create', responses.run, { body });
+    const res = await this.call('POST', 'runs/create', responses.run, { body, idempotent: false });
     return res.run;
   }
 
@@ -203,7 +203,8 @@ export class MlflowClient {
       if (chunk.metrics.length) body.metrics = chunk.metrics.map(metricToJson);
       if (chunk.params.length) body.params = chunk.params;
       if (chunk.tags.length) body.tags = chunk.tags;
-      await this.call('POST', 'runs/log-batch', null, { body });
+      // Metric points are appended, so a batch resent after a lost answer would log them twice.
+      await this.call('POST', 'runs/log-batch', null, { body, idempotent: chunk.metrics.length === 0 });
     }
     return chunks.length;
   }
@@ -291,7 +292,8 @@ export class MlflowClient {
   // ---- transport ----
 
   private async call<S extends z.ZodType>(
-    method: 'GET' | 'POST', endpoint: string, schema: S | null, options: { query?: Query; body?: unknown },
+    method: 'GET' | 'POST', endpoint: string, schema: S | null,
+    options: { query?: Query; body?: unknown; idempotent?: boolean },
   ): Promise<z.infer<S>> {
     let url = `${this.trackingUri}/api/2.0/mlflow/${endpoint}`;
     if (options.query) {
@@ -299,11 +301,16 @@ export class MlflowClient {
       for (const [k, v] of Object.entries(options.query)) if (v !== undefined) params.set(k, String(v));
       url += `?${params.toString()}`;
     }
-    return this.send(method, url, schema, { json: options.body });
+    return this.send(method, url, schema, { json: options.body }, options.idempotent ?? true);
   }
 
+  /**
+   * One request with the retry policy. A request that is not idempotent is resent after a transport error only
+   * when the connection was never made (refused, no route, no such host): after a reset or a timeout the
+   * server may have acted on it, and the caller must look before trying again (the sync does).
+   */
   private async send<S extends z.ZodType>(
-    method: string, url: string, schema: S | null, payload: { json?: unknown; raw?: Uint8Array },
+    method: string, url: string, schema: S | null, payload: { json?: unknown; raw?: Uint8Array }, idempotent = true,
   ): Promise<z.infer<S>> {
     const headers: Record<string, string> = {};
     let body: string | Uint8Array | undefined;
@@ -324,12 +331,14 @@ export class MlflowClient {
         response = await this.fetchFn(url, { method, headers, body, signal: AbortSignal.timeout(this.timeoutMs) });
         text = await response.text();
       } catch (err) {
-        if (!last) {
+        const resendable = idempotent || neverConnected(err);
+        if (!last && resendable) {
           await this.sleep(this.backoff(attempt));
           continue;
         }
         const reason = describeTransportError(err);
-        throw new TrackingError(`MLflow server ${this.trackingUri} unreachable (${what}, ${attempt} tries): ${reason}`, {
+        const tries = resendable ? `${attempt} tries` : 'not resent: the server may have acted on it';
+        throw new TrackingError(`MLflow server ${this.trackingUri} unreachable (${what}, ${tries}): ${reason}`, {
           unreachable: true, value: this.trackingUri, cause: err,
         });
       }
@@ -382,12 +391,26 @@ function parseError(text: string): { error_code: string; message?: string } | un
   }
 }
 
+/** Error codes that mean the request never left this machine. */
+const NOT_CONNECTED = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT']);
+
+function errorCodes(err: unknown, depth = 0): string[] {
+  if (!err || typeof err !== 'object' || depth > 5) return [];
+  const own = 'code' in err && typeof err.code === 'string' ? [err.code] : [];
+  const nested = err instanceof AggregateError ? err.errors.flatMap((e) => errorCodes(e, depth + 1)) : [];
+  return [...own, ...nested, ...errorCodes((err as { cause?: unknown }).cause, depth + 1)];
+}
+
+function neverConnected(err: unknown): boolean {
+  const codes = errorCodes(err);
+  return codes.length > 0 && codes.every((c) => NOT_CONNECTED.has(c));
+}
+
 function describeTransportError(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
-  const cause = (err as { cause?: unknown }).cause;
-  const code = cause && typeof cause === 'object' && 'code' in cause ? String((cause as { code: unknown }).code) : undefined;
   if (err.name === 'TimeoutError') return 'timed out';
-  return code ? `${err.message} (${code})` : err.message;
+  const codes = errorCodes(err);
+  return codes.length ? `${err.message} (${[...new Set(codes)].join(', ')})` : err.message;
 }
 
 /** The `<experiment_id>/<run_id>/artifacts` part of a proxied artifact URI, or undefined for other schemes. */

@@ -112,7 +112,12 @@ async function syncRun(
       filter: `tags.\`${TAGS.cellKey}\` = ${filterString(cellKey)}`,
       runViewType: 'ACTIVE_ONLY',
     });
-    target = candidates.find((r) => tagOf(r, TAGS.syncSourceRunId) === localRunId);
+    target =
+      candidates.find((r) => tagOf(r, TAGS.syncSourceRunId) === localRunId) ??
+      // The Tracker creates its server run with the local run's start time; if that create's answer was lost,
+      // the server holds an unfinished run of this cell, from no sync, started at that very millisecond.
+      candidates.find((r) => tagOf(r, TAGS.syncSourceRunId) === undefined && r.info.status !== 'FINISHED' &&
+        r.info.start_time === local.info.startTime);
     if (!target) {
       const finished = candidates.find((r) => r.info.status === 'FINISHED');
       if (finished) {

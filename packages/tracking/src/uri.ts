@@ -19,8 +19,8 @@ export function resolveTrackingUri(raw: string | undefined, cwd: string = proces
   if (/^https?:\/\//i.test(value)) return { kind: 'server', uri: value.replace(/\/+$/, '') };
   if (/^file:\/\//i.test(value)) return { kind: 'local', root: fileURLToPath(value) };
   if (/^file:/i.test(value)) return { kind: 'local', root: path.resolve(cwd, value.slice('file:'.length)) };
-  // A scheme of two or more letters (one letter is a Windows drive).
-  const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(value);
+  // A scheme of two or more letters (one letter is a Windows drive); bare 'databricks' is MLflow's too.
+  const scheme = /^([a-z][a-z0-9+.-]+):/i.exec(value) ?? /^(databricks)$/i.exec(value);
   if (scheme) {
     throw new TrackingError(
       `MLFLOW_TRACKING_URI '${value}' uses the '${scheme[1]}' scheme, which this client cannot write`,
