@@ -11,13 +11,7 @@ import { randomBytes } from 'node:crypto';
 export function writeFileAtomic(target: string, data: string | Uint8Array, tempDir = path.dirname(target)): void {
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const temp = path.join(tempDir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-  const fd = fs.openSync(temp, 'wx');
-  try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  writeAndSync(temp, 'wx', data);
   try {
     fs.renameSync(temp, target);
   } catch (err) {
@@ -33,9 +27,13 @@ export function writeFileAtomic(target: string, data: string | Uint8Array, tempD
  */
 export function appendLineDurable(target: string, line: string): void {
   fs.mkdirSync(path.dirname(target), { recursive: true });
-  const fd = fs.openSync(target, 'a');
+  writeAndSync(target, 'a', line);
+}
+
+function writeAndSync(file: string, flags: 'wx' | 'a', data: string | Uint8Array): void {
+  const fd = fs.openSync(file, flags);
   try {
-    fs.writeSync(fd, line);
+    fs.writeFileSync(fd, data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

@@ -152,9 +152,11 @@ describe('tracking server', () => {
 describe('offline fallback', () => {
   test('server unreachable at start: the run goes to ./mlruns marked for sync', async () => {
     const fallbacks: string[] = [];
+    let attempts = 0;
     const tracker = new Tracker({
       cwd: tmp, env: { MLFLOW_TRACKING_URI: 'http://127.0.0.1:9' }, now,
-      client: { fetch: downFetch, ...noSleep }, onFallback: (e) => fallbacks.push(e.error.message),
+      client: { fetch: (input, init) => { attempts++; return downFetch(input, init); }, ...noSleep },
+      onFallback: (e) => fallbacks.push(e.error.message),
     });
     const run = await tracker.startRun({ experiment: 'main', cellKey: 'k1', params: { bits: 4 } });
     expect(run.location).toBe('local');
@@ -169,6 +171,13 @@ describe('offline fallback', () => {
     expect(stored.tags[TAGS.syncServerRunId]).toBeUndefined();
     expect(stored.params).toEqual({ bits: '4' });
     expect(stored.info.status).toBe('FINISHED');
+    expect(attempts).toBe(4); // the default retry policy, then no more
+
+    // Later runs of the same tracker go straight to the local store, without waiting on retries again.
+    const second = await tracker.startRun({ experiment: 'main', cellKey: 'k2' });
+    expect(second.pendingSync).toBe(true);
+    expect(attempts).toBe(4);
+    expect(fallbacks).toHaveLength(2);
   });
 
   test('server lost midway: the run moves local whole, and sync puts it back without duplicates', async () => {

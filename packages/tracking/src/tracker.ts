@@ -118,6 +118,9 @@ export class Tracker {
   private client?: MlflowClient;
   private readonly stores = new Map<string, FileStore>();
   private readonly serverExperiments = new Map<string, string>();
+  /** Set by the first fallback: later runs of this tracker go straight to the local store (no retry wait per cell). */
+  private serverDown?: TrackingError;
+  private warned = false;
 
   constructor(options: TrackerOptions = {}) {
     this.options = options;
@@ -171,6 +174,7 @@ export class Tracker {
     if (!this.client) {
       return new TrackedRun(this, this.startLocal(journal, new Map()), undefined, false);
     }
+    if (this.serverDown) return new TrackedRun(this, this.fallBack(journal, this.serverDown, undefined), undefined, true);
     let serverRunId: string | undefined;
     try {
       let experimentId = this.serverExperiments.get(options.experiment);
@@ -198,10 +202,13 @@ export class Tracker {
     const syncTags = new Map<string, string>([[TAGS.syncState, 'pending'], [TAGS.syncServerUri, serverUri]]);
     if (serverRunId) syncTags.set(TAGS.syncServerRunId, serverRunId);
     const sink = this.startLocal(journal, syncTags);
+    this.serverDown = error;
     const notify = this.options.onFallback ?? ((e) => {
+      if (this.warned) return;
+      this.warned = true;
       process.stderr.write(
         `tracking: ${e.serverUri} unreachable (${e.error.message}); run '${e.runName}' kept in ${e.localRoot}, ` +
-          `push it later with 'npx harmoq tracking sync'\n`,
+          `push it (and later runs of this process, kept there too) with 'npx harmoq tracking sync'\n`,
       );
     });
     notify({ error, serverUri, localRoot: this.localRoot, runName: journal.runName });
