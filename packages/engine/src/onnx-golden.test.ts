@@ -39,11 +39,12 @@ describe('ONNX SwinIR vs the official PyTorch outputs', () => {
 
   // The explicit-attention graph (the one quantization hooks use) with an identity hook on every site,
   // and the older roll + partition formulation, on the two fixtures with every stage kind.
-  test.each(['tiny_pixelshuffledirect_x2', 'tiny_pixelshuffle_x3'])('%s: explicit attention with sites, reshape windows', async (name) => {
+  test.each(['tiny_pixelshuffledirect_x2', 'tiny_pixelshuffle_x3'])('%s: identity sites; roll + partition windows; fused attention with opset-20 Gelu', async (name) => {
     const seen: string[] = [];
     const identity: SiteHook = (site, tensor) => { seen.push(site); return tensor; };
     expect(await runFixture(name, undefined, identity)).toBeLessThanOrEqual(1e-4);
     expect(seen).toContain('layers.1.residual_group.blocks.1.attn.attn_map');
     expect(await runFixture(name, { attention: 'matmul', windowOrder: 'reshape', foldQScale: false })).toBeLessThanOrEqual(1e-4);
+    expect(await runFixture(name, { attention: 'fused', gelu: 'gelu', biasMask: 'separate' })).toBeLessThanOrEqual(1e-4);
   });
 });
