@@ -1,20 +1,13 @@
 import * as path from 'node:path';
-import { goldenDir } from '@harmoq/data';
+import { goldenDir, seededRng } from '@harmoq/data';
 import { expectedShapes, isBufferKey, presetConfig, forwardTiled as tfjsForwardTiled, type SwinIRConfig } from '@harmoq/swinir';
 import { loadStateDict, type StateDict } from '@harmoq/torch-io';
 import { EngineError, createEngine, runTiled, type SRRunner } from './index';
 
-// Seeded so failures reproduce (mulberry32 + Box-Muller).
+// Seeded so failures reproduce: normals by Box-Muller on the shared seeded generator.
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  const uniform = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+  const uniform = seededRng(seed);
+  return () => Math.sqrt(-2 * Math.log(1 - uniform.next())) * Math.cos(2 * Math.PI * uniform.next());
 }
 
 /** Random weights of the official shapes: fan-in scaled weights, LayerNorm gains near 1, visible biases. */
