@@ -195,6 +195,18 @@ describe('rules the store shares with MLflow', () => {
   });
 });
 
+test('a store moved to another folder still reads its artifacts', () => {
+  const store = new FileStore(root, { now, newRunId });
+  const run = store.createRun({ experimentId: store.getOrCreateExperiment('e'), runName: 'r', startTime: 0 });
+  store.logArtifact(run, 'a/b.txt', Buffer.from('x'));
+  const moved = path.join(tmp, 'moved');
+  fs.renameSync(root, moved);
+  const again = new FileStore(moved);
+  const back = again.readRun(run);
+  expect(back.artifacts).toEqual(['a/b.txt']);
+  expect(again.artifactDir(back.info)).toBe(path.join(moved, run.experimentId, run.runId, 'artifacts'));
+});
+
 describe('experiments', () => {
   test('the id comes from the name, so parallel workers creating one experiment write one folder', () => {
     const a = new FileStore(root, { now });

@@ -2,13 +2,17 @@ import { TrackingError } from './errors';
 
 /**
  * A resolved config as MLflow params: nested objects become dotted keys (`model.depth`), leaves become text
- * (strings as they are, numbers and booleans with String(), null as 'null'), arrays become JSON so a list of
+ * (strings as they are, dates as ISO text, numbers, booleans and null as JSON), arrays become JSON so a list of
  * scales stays one param. Keys are sorted so the same config always gives the same params.
  */
 export function flattenParams(config: Record<string, unknown>, prefix = ''): Record<string, string> {
   const out: Record<string, string> = {};
   const visit = (value: unknown, key: string) => {
     if (value === undefined) return;
+    if (value instanceof Date) {
+      out[key] = value.toISOString();
+      return;
+    }
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       const entries = Object.entries(value as Record<string, unknown>);
       if (entries.length === 0 && key !== '') out[key] = '{}';

@@ -58,6 +58,8 @@ test('flattenParams: dotted keys, text leaves, sorted', () => {
     bits: '4', empty: '{}', fast: 'true', 'model.depth': '6', 'model.name': 'swinir', 'model.window': '8', scales: '[2,3]', seed: 'null',
   });
   expect(Object.keys(flattenParams({ b: 1, a: { z: 1, c: 2 } }))).toEqual(['a.c', 'a.z', 'b']);
+  expect(flattenParams({ at: new Date(0) })).toEqual({ at: '1970-01-01T00:00:00.000Z' });
+  expect(flattenParams({})).toEqual({});
 });
 
 describe('local store (the default)', () => {
