@@ -1,0 +1,14 @@
+/**
+ * The PTQ method registry. A method is one file in this folder and one line here; the CLI, the docs
+ * listing and the tests all read PTQ_METHODS.
+ */
+import type { AnyPtqMethod } from '../method';
+import { dobi } from './dobi';
+import { minmax } from './minmax';
+import { mse } from './mse';
+import { percentile } from './percentile';
+
+export const PTQ_METHODS = { minmax, percentile, mse, dobi } satisfies Record<string, AnyPtqMethod>;
+
+export type MethodName = keyof typeof PTQ_METHODS;
+export const METHOD_NAMES = Object.keys(PTQ_METHODS) as MethodName[];

@@ -1,0 +1,160 @@
+/**
+ * Fake quantization and activation capture as ONNX graph rewrites, through the SwinIR builder's SiteHook.
+ *
+ * Activations get Clip/Sub/Div/Round/Mul/Add nodes (real-offset form) or Div/Round/Add/Clip/Sub/Mul
+ * (integer form), the same float32 steps as `scalarQuantizer` and `fakeQuantTf`. Weights are constants, so
+ * they are fake-quantized here once and swapped in as new initializers.
+ *
+ * 2DQuant's qkv split (three Linears with their own input and weight quantizers) has no site of its own in
+ * the builder: the qkv input and weight sites feed one projection. So the split is rebuilt at the q, k, v
+ * sites: each part is projected again from the LayerNorm output (remembered at the qkv input site) through
+ * its own quantized input and weight slice, and replaces the builder's float q/k/v, which are then unused.
+ */
+import type { GraphBuilder, SiteHook, SiteInfo } from '@harmoq/swinir';
+import type { StateDict } from '@harmoq/torch-io';
+import { toFloat32 } from '@harmoq/swinir';
+import { ConfigError } from './errors';
+import type { BoundsMap, QuantPlan } from './plan';
+import { fakeQuantize, gridOf, type Bounds, type QuantizerSpec } from './quantizer';
+import { siteWeight, weightLayout, type QuantSite } from './sites';
+
+/** The axis of an ONNX site tensor that per-channel bounds run along, from the builder's axis names. */
+export function onnxChannelAxis(info: SiteInfo): number {
+  const name = info.kind === 'linear_input' ? 'in_features' : info.kind === 'attention' ? 'head' : info.kind === 'conv_input' ? 'channel' : 'out_features';
+  const axis = info.layout.indexOf(name);
+  if (axis < 0) throw new ConfigError(`site layout [${info.layout.join(', ')}] has no '${name}' axis for per-channel bounds`);
+  return axis;
+}
+
+function boundsConstant(g: GraphBuilder, values: number[], info: SiteInfo, hint: string): string {
+  if (values.length === 1) return g.scalar(values[0], hint);
+  const dims = info.shape.map(() => 1);
+  const axis = onnxChannelAxis(info);
+  dims[axis] = values.length;
+  // Leading 1s are implied by broadcasting; keep them anyway so the rank matches.
+  return g.constant(Float32Array.from(values), dims, hint);
+}
+
+/** Appends fake-quant nodes for one activation tensor and returns the quantized tensor's name. */
+export function fakeQuantNodes(g: GraphBuilder, x: string, bounds: Bounds, spec: QuantizerSpec, info: SiteInfo, id: string): string {
+  const grids = bounds.lower.map((l, c) => gridOf(l, bounds.upper[c], spec.bits, spec.form));
+  const s = boundsConstant(g, grids.map((grid) => grid.step), info, `${id}.step`);
+  if (spec.form === 'real-offset') {
+    const l = boundsConstant(g, bounds.lower, info, `${id}.lower`);
+    const u = boundsConstant(g, bounds.upper, info, `${id}.upper`);
+    const clipped = bounds.lower.length === 1
+      ? g.op('Clip', [x, l, u])
+      : g.op('Min', [g.op('Max', [x, l]), u]);
+    const r = g.op('Round', [g.op('Div', [g.op('Sub', [clipped, l]), s])]);
+    return g.op('Add', [g.op('Mul', [r, s]), l], undefined, `${id}.fq`);
+  }
+  const z = boundsConstant(g, grids.map((grid) => grid.zero), info, `${id}.zero_point`);
+  const k = g.op('Clip', [g.op('Add', [g.op('Round', [g.op('Div', [x, s])]), z]), g.scalar(0, 'zero'), g.scalar(grids[0].steps, `levels${spec.bits}`)]);
+  return g.op('Mul', [g.op('Sub', [k, z]), s], undefined, `${id}.fq`);
+}
+
+/** A weight slice fake-quantized in float32 (the values the tfjs weight hook computes). */
+export function quantizedWeight(plan: QuantPlan, site: QuantSite, bounds: Bounds, stateDict: StateDict): Float32Array {
+  const spec = plan.spec(site);
+  return fakeQuantize(siteWeight(site, stateDict), bounds, spec.bits, spec.form, spec.perChannel ? weightLayout(site) : undefined);
+}
+
+export interface OnnxQuantOptions {
+  /** Graph outputs `capture:<hook site>` holding these activation sites' float values (before any quantizer). */
+  capture?: ReadonlySet<string>;
+  /** Fake-quantize (default true). False: the float graph, plus captures. */
+  quantize?: boolean;
+}
+
+/** Name of the graph output that carries a captured site. */
+export const captureOutput = (hookSite: string) => `capture:${hookSite}`;
+
+/**
+ * The SiteHook that fake-quantizes every quantizer of `plan` with `bounds` (and captures, if asked).
+ * `stateDict` supplies the weights (the builder's own initializers are replaced, not read back).
+ */
+export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateDict: StateDict, options: OnnxQuantOptions = {}): SiteHook {
+  const quantize = options.quantize ?? true;
+  if (quantize && !bounds) throw new ConfigError('onnxQuantSites: bounds are needed to fake-quantize');
+  const byHook = new Map<string, QuantSite[]>();
+  for (const site of plan.sites) {
+    const list = byHook.get(site.hookSite) ?? [];
+    list.push(site);
+    byHook.set(site.hookSite, list);
+  }
+  const boundsOf = (site: QuantSite) => bounds!.get(site.id)!;
+  // Per block: the LayerNorm output at the qkv input site, while the split is being rebuilt.
+  const qkvInputs = new Map<string, { x: string; info: SiteInfo }>();
+  const splitParts = new Map<string, QuantSite[]>();
+  if (quantize && plan.siteSet.qkvSplit) {
+    for (const site of plan.sites) {
+      if (site.part === undefined) continue;
+      const block = site.hookSite.replace(/\.attn\.qkv(\.weight)?$/, '');
+      const list = splitParts.get(block) ?? [];
+      list.push(site);
+      splitParts.set(block, list);
+    }
+  }
+
+  return (siteName, tensor, g, info) => {
+    if (options.capture?.has(siteName)) {
+      g.addOutput(tensor, 'float32', info.shape.map((d, i) => (d < 0 ? `${siteName}_d${i}` : d)), captureOutput(siteName));
+    }
+    if (!quantize) return tensor;
+    const sites = byHook.get(siteName) ?? [];
+    const split = /\.attn\.qkv(\.weight)?$/.test(siteName) && sites.some((s) => s.part !== undefined);
+    if (split) {
+      // Remember the float input; the builder's own qkv projection stays float and is replaced at q/k/v.
+      if (info.kind === 'linear_input') qkvInputs.set(siteName.replace(/\.attn\.qkv$/, ''), { x: tensor, info });
+      return tensor;
+    }
+    let out = tensor;
+    const part = /\.attn\.([qkv])$/.exec(siteName);
+    if (part && info.kind === 'attention') {
+      const block = siteName.slice(0, -'.attn.q'.length);
+      const parts = splitParts.get(block);
+      if (parts) out = projectPart(g, plan, bounds!, stateDict, block, 'qkv'.indexOf(part[1]) as 0 | 1 | 2, parts, qkvInputs.get(block), info);
+    }
+    for (const site of sites) {
+      if (site.role === 'weight') {
+        const values = quantizedWeight(plan, site, boundsOf(site), stateDict);
+        const name = g.constant(values, site.shape!, `${site.id}.fq`);
+        if (g.hasInitializer(tensor)) g.removeInitializer(tensor);
+        out = name;
+      } else {
+        out = fakeQuantNodes(g, out, boundsOf(site), plan.spec(site), info, site.id);
+      }
+    }
+    return out;
+  };
+}
+
+/**
+ * One part of the split qkv in the layout the builder hands the q/k/v site: quantized input (that part's
+ * bounds) times quantized weight slice plus bias, then (q only) the head_dim^-0.5 scale.
+ */
+function projectPart(
+  g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, stateDict: StateDict, block: string, part: 0 | 1 | 2,
+  parts: QuantSite[], input: { x: string; info: SiteInfo } | undefined, info: SiteInfo,
+): string {
+  if (!input) throw new ConfigError(`qkv split: the q/k/v site of ${block} came before its qkv input site`);
+  const inputSite = parts.find((s) => s.part === part && s.role === 'activation')!;
+  const weightSite = parts.find((s) => s.part === part && s.role === 'weight')!;
+  const e = plan.config.embedDim;
+  const xq = fakeQuantNodes(g, input.x, bounds.get(inputSite.id)!, plan.spec(inputSite), input.info, inputSite.id);
+  const w = g.constant(quantizedWeight(plan, weightSite, bounds.get(weightSite.id)!, stateDict), [e, e], `${weightSite.id}.fq`);
+  const biasKey = `${block}.attn.qkv.bias`;
+  const bias = stateDict.has(biasKey) ? toFloat32(stateDict.get(biasKey)!, biasKey).slice(part * e, (part + 1) * e) : new Float32Array(e);
+  let y = g.op('Gemm', [xq, w, g.constant(bias, [e], `${block}.attn.qkv.${'qkv'[part]}.bias`)], { transB: 1 });
+  const headAxis = info.layout.indexOf('head'), windowAxis = info.layout.indexOf('window');
+  const heads = info.shape[headAxis], n = info.shape[info.layout.indexOf('token')], hd = info.shape[info.layout.indexOf('head_dim')];
+  if (part === 0) y = g.op('Mul', [y, g.scalar(plan.config.qkScale || hd ** -0.5, 'q_scale')]);
+  // [windows*N, heads*hd] -> [windows, N, heads, hd] -> the site's axis order.
+  const named = ['window', 'token', 'head', 'head_dim'];
+  const perm = info.layout.map((axis) => named.indexOf(axis));
+  if (perm.some((p) => p < 0) || headAxis < 0 || windowAxis < 0) {
+    throw new ConfigError(`qkv split: unexpected q/k/v layout [${info.layout.join(', ')}]`);
+  }
+  y = g.op('Reshape', [y, g.int64([-1, n, heads, hd])]);
+  return g.op('Transpose', [y], { perm });
+}

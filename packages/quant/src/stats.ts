@@ -1,0 +1,260 @@
+/**
+ * What calibration methods know about a tensor: its exact range, its quantiles and the quantization error
+ * ||x - Q(x)||_2 for any bounds. Weights are small and kept whole (`ExactDistribution`); activations over a
+ * calibration set are not (SwinIR-light's attention maps alone hold ~38M values per 64x64 patch), so they
+ * stream into a histogram whose bins carry their count and centred first and second moments
+ * (`StreamingHistogram`). The error of a bin whose values all round to the same level is then exact; only
+ * the few bins that straddle a rounding edge (at most 2^b + 1 per candidate) are approximated by their mean.
+ */
+import { roundHalfEven } from '@harmoq/engine';
+import { CalibrationError } from './errors';
+import { gridOf, quantizationError, type ChannelLayout, type QuantForm } from './quantizer';
+
+/** One channel's (or one tensor's) values as a calibration method sees them. */
+export interface Distribution {
+  readonly count: number;
+  readonly min: number;
+  readonly max: number;
+  /** The p-quantile, p in [0, 1] (0 = min, 1 = max). */
+  quantile(p: number): number;
+  /** ||x - Q(x)||_2 with bounds (l, u). */
+  error(lower: number, upper: number, bits: number, form: QuantForm): number;
+}
+
+/** All values kept: exact error (2DQuant's float32 `cal_mse`) and exact quantiles. */
+export class ExactDistribution implements Distribution {
+  readonly count: number;
+  readonly min: number;
+  readonly max: number;
+  private sorted?: Float32Array;
+
+  constructor(readonly values: Float32Array) {
+    if (values.length === 0) throw new CalibrationError('a distribution needs at least one value');
+    let min = Infinity, max = -Infinity;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i];
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    this.count = values.length;
+    this.min = min;
+    this.max = max;
+  }
+
+  quantile(p: number): number {
+    this.sorted ??= Float32Array.from(this.values).sort();
+    const pos = Math.min(1, Math.max(0, p)) * (this.count - 1);
+    const i = Math.floor(pos);
+    const frac = pos - i;
+    return i + 1 < this.count ? this.sorted[i] + frac * (this.sorted[i + 1] - this.sorted[i]) : this.sorted[i];
+  }
+
+  error(lower: number, upper: number, bits: number, form: QuantForm): number {
+    return quantizationError(this.values, lower, upper, bits, form);
+  }
+}
+
+/** The first non-finite value of an array, or -1. */
+export function firstNonFinite(values: ArrayLike<number>): number {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  return -1;
+}
+
+/**
+ * Per-channel histograms that widen as values arrive: when a value falls outside the covered range, the
+ * range doubles towards it and neighbouring bins merge pairwise (moments merge exactly), so one pass over
+ * the data suffices and resolution stays within a factor of two of range/bins.
+ */
+export class StreamingHistogram {
+  readonly channels: number;
+  readonly bins: number;
+  readonly min: Float64Array;
+  readonly max: Float64Array;
+  /** Per channel: left edge of bin 0 and bin width (0 until the first value). */
+  readonly lo: Float64Array;
+  readonly width: Float64Array;
+  /** [(channel * bins + bin) * 3 + j]: count, sum of (x - centre), sum of (x - centre)^2, interleaved for locality. */
+  readonly moments: Float64Array;
+
+  constructor(channels: number, bins: number) {
+    if (bins < 2 || bins % 2 !== 0) throw new RangeError(`histogram bins ${bins} must be an even number >= 2`);
+    this.channels = channels;
+    this.bins = bins;
+    this.min = new Float64Array(channels).fill(Infinity);
+    this.max = new Float64Array(channels).fill(-Infinity);
+    this.lo = new Float64Array(channels);
+    this.width = new Float64Array(channels);
+    this.moments = new Float64Array(channels * bins * 3);
+  }
+
+  /**
+   * Adds a tensor (per-tensor histograms ignore `layout`). Non-finite values are not added; the index of
+   * the first is returned (-1 when all are finite) so the caller can name the site and step.
+   */
+  add(values: Float32Array, layout?: ChannelLayout): number {
+    const bad = firstNonFinite(values);
+    if (bad >= 0) return bad;
+    const channels = this.channels;
+    const inner = channels === 1 ? values.length : layout!.inner;
+    if (channels > 1 && layout!.channels !== channels) {
+      throw new RangeError(`histogram has ${channels} channels, tensor layout ${layout!.channels}`);
+    }
+    // Range first (so the bins cover every value), then binning.
+    const bmin = new Float64Array(channels).fill(Infinity);
+    const bmax = new Float64Array(channels).fill(-Infinity);
+    for (let start = 0, c = 0; start < values.length; start += inner, c = (c + 1) % channels) {
+      let lo = bmin[c], hi = bmax[c];
+      const end = start + inner;
+      for (let i = start; i < end; i++) {
+        const v = values[i];
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      bmin[c] = lo;
+      bmax[c] = hi;
+    }
+    for (let c = 0; c < channels; c++) {
+      if (bmin[c] > bmax[c]) continue;
+      this.cover(c, bmin[c], bmax[c]);
+      if (bmin[c] < this.min[c]) this.min[c] = bmin[c];
+      if (bmax[c] > this.max[c]) this.max[c] = bmax[c];
+    }
+    const bins = this.bins, m = this.moments;
+    for (let start = 0, c = 0; start < values.length; start += inner, c = (c + 1) % channels) {
+      const lo = this.lo[c], w = this.width[c], inv = 1 / w, first = lo + 0.5 * w, off = c * bins;
+      const end = start + inner;
+      for (let i = start; i < end; i++) {
+        const v = values[i];
+        // v >= lo after cover(), so truncation is floor.
+        let b = ((v - lo) * inv) | 0;
+        if (b >= bins) b = bins - 1;
+        const d = v - (first + b * w);
+        const k = (off + b) * 3;
+        m[k] += 1;
+        m[k + 1] += d;
+        m[k + 2] += d * d;
+      }
+    }
+    return -1;
+  }
+
+  /** Total values seen in a channel. */
+  count(channel = 0): number {
+    let total = 0;
+    const off = channel * this.bins;
+    for (let b = 0; b < this.bins; b++) total += this.moments[(off + b) * 3];
+    return total;
+  }
+
+  /** One channel as a Distribution. */
+  distribution(channel = 0): Distribution {
+    return new HistogramDistribution(this, channel);
+  }
+
+  private cover(c: number, lo: number, hi: number): void {
+    if (this.width[c] === 0) {
+      // First values: span them exactly (a constant tensor gets a tiny range around its value).
+      const span = hi - lo;
+      const width = span > 0 ? (span / this.bins) * (1 + 1e-9) : Math.max(Math.abs(lo), 1) * 1e-7;
+      this.lo[c] = span > 0 ? lo : lo - (width * this.bins) / 2;
+      this.width[c] = width;
+      return;
+    }
+    while (lo < this.lo[c] || hi >= this.lo[c] + this.width[c] * this.bins) {
+      this.double(c, lo < this.lo[c] ? 'down' : 'up');
+    }
+  }
+
+  /** Doubles the range: old bins 2j, 2j+1 merge into one, placed in the upper half (down) or lower half (up). */
+  private double(c: number, direction: 'up' | 'down'): void {
+    const bins = this.bins, half = bins / 2, m = this.moments;
+    const from = c * bins * 3, to = from + bins * 3;
+    const old = m.slice(from, to);
+    m.fill(0, from, to);
+    const oldWidth = this.width[c];
+    const shift = direction === 'up' ? 0 : half;
+    for (let j = 0; j < half; j++) {
+      const t = from + (shift + j) * 3;
+      // The two old bin centres sit at -w/2 and +w/2 from the merged bin's centre.
+      for (const [b, dc] of [[2 * j, -oldWidth / 2], [2 * j + 1, oldWidth / 2]] as const) {
+        const n = old[b * 3], s1 = old[b * 3 + 1], s2 = old[b * 3 + 2];
+        if (n === 0) continue;
+        m[t] += n;
+        m[t + 1] += s1 + n * dc;
+        m[t + 2] += s2 + 2 * dc * s1 + n * dc * dc;
+      }
+    }
+    if (direction === 'down') this.lo[c] -= oldWidth * bins;
+    this.width[c] = oldWidth * 2;
+  }
+}
+
+class HistogramDistribution implements Distribution {
+  readonly count: number;
+  readonly min: number;
+  readonly max: number;
+
+  constructor(private readonly h: StreamingHistogram, private readonly channel: number) {
+    this.count = h.count(channel);
+    if (this.count === 0) throw new CalibrationError('a histogram channel received no values');
+    this.min = h.min[channel];
+    this.max = h.max[channel];
+  }
+
+  quantile(p: number): number {
+    const { h, channel } = this;
+    if (p <= 0) return this.min;
+    if (p >= 1) return this.max;
+    const target = p * this.count;
+    const off = channel * h.bins;
+    let cumulative = 0;
+    for (let b = 0; b < h.bins; b++) {
+      const n = h.moments[(off + b) * 3];
+      if (cumulative + n >= target && n > 0) {
+        // Linear within the bin, clamped to the values actually seen.
+        const left = h.lo[channel] + b * h.width[channel];
+        const v = left + ((target - cumulative) / n) * h.width[channel];
+        return Math.min(this.max, Math.max(this.min, v));
+      }
+      cumulative += n;
+    }
+    return this.max;
+  }
+
+  error(lower: number, upper: number, bits: number, form: QuantForm): number {
+    const { h, channel } = this;
+    const { start: a, step: s, steps: n } = gridOf(lower, upper, bits, form);
+    const level = (x: number) => Math.min(n, Math.max(0, roundHalfEven((x - a) / s)));
+    const off = channel * h.bins;
+    const lo = h.lo[channel], w = h.width[channel];
+    let sum = 0;
+    for (let b = 0; b < h.bins; b++) {
+      const k3 = (off + b) * 3;
+      const count = h.moments[k3];
+      if (count === 0) continue;
+      const left = lo + b * w;
+      const from = Math.max(left, this.min), to = Math.min(left + w, this.max);
+      const first = level(from), last = level(to);
+      if (first === last) {
+        // Every value of the bin rounds to one level: exact from the bin's moments.
+        const dc = left + w / 2 - (a + first * s);
+        sum += h.moments[k3 + 2] + 2 * dc * h.moments[k3 + 1] + count * dc * dc;
+        continue;
+      }
+      // The bin straddles rounding edges: spread its count uniformly over [from, to] and cut it at the edges.
+      const span = to - from;
+      let segStart = from;
+      for (let k = first; k <= last; k++) {
+        const segEnd = k === last ? to : Math.min(to, a + (k + 0.5) * s);
+        const len = Math.max(0, segEnd - segStart);
+        if (len > 0 || span === 0) {
+          const share = span === 0 ? (k === first ? count : 0) : (count * len) / span;
+          const d = (segStart + segEnd) / 2 - (a + k * s);
+          sum += share * (d * d + (len * len) / 12);
+        }
+        segStart = segEnd;
+      }
+    }
+    return Math.sqrt(Math.max(0, sum));
+  }
+}
