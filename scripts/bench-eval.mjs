@@ -107,6 +107,9 @@ print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads()
 
 const report = { benchmark: 'SwinIR-light x2 (house weights), Set5, official test protocol, whole images', machine: machine() };
 console.log(`bench-eval on ${report.machine.cpu_model}, ${report.machine.cores} cores${quick ? ' (quick)' : ''}`);
+if (os.loadavg()[0] > 0.5) {
+  console.log(`warning: load average ${os.loadavg()[0].toFixed(2)} before starting; other jobs will skew the timings (recorded in machine.load_average_at_start/_end)`);
+}
 const reps = quick ? 1 : 3;
 const threadCounts = [...new Set([1, allCores])];
 
@@ -169,6 +172,7 @@ report.targets = {
   'onnxruntime all cores >= 40% of measured MatMul peak': report.onnxruntime[allCores].percent_of_matmul_peak >= 40,
 };
 
+report.machine.load_average_at_end = os.loadavg().map((v) => Number(v.toFixed(2)));
 fs.mkdirSync(path.dirname(outFile), { recursive: true });
 const tmp = `${outFile}.${process.pid}.tmp`;
 const fd = fs.openSync(tmp, 'w');
