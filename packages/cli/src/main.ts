@@ -3,6 +3,7 @@ import { exitCodeFor } from './errors';
 import { evalCommand } from './commands/eval';
 import { upscaleCommand } from './commands/upscale';
 import { convertCommand } from './commands/convert';
+import { quantizeCommand } from './commands/quantize';
 
 export function buildProgram(): Command {
   const program = new Command('harmoq')
@@ -10,7 +11,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces on errors')
     .showSuggestionAfterError(true)
     .exitOverride();
-  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand()]) {
+  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand()]) {
     program.addCommand(cmd.exitOverride().showSuggestionAfterError(true).configureOutput(QUIET_ERRORS));
   }
   return program.configureOutput(QUIET_ERRORS);

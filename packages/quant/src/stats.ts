@@ -6,7 +6,6 @@
  * (`StreamingHistogram`). The error of a bin whose values all round to the same level is then exact; only
  * the few bins that straddle a rounding edge (at most 2^b + 1 per candidate) are approximated by their mean.
  */
-import { roundHalfEven } from '@harmoq/engine';
 import { CalibrationError } from './errors';
 import { gridOf, quantizationError, type ChannelLayout, type QuantForm } from './quantizer';
 
@@ -99,19 +98,19 @@ export class StreamingHistogram {
     if (channels > 1 && layout!.channels !== channels) {
       throw new RangeError(`histogram has ${channels} channels, tensor layout ${layout!.channels}`);
     }
-    // Range first (so the bins cover every value), then binning.
+    // Range first (so the bins cover every value), then binning. Channel c of element i is
+    // floor(i / inner) % channels, tracked with counters instead of divisions.
+    const n = values.length;
     const bmin = new Float64Array(channels).fill(Infinity);
     const bmax = new Float64Array(channels).fill(-Infinity);
-    for (let start = 0, c = 0; start < values.length; start += inner, c = (c + 1) % channels) {
-      let lo = bmin[c], hi = bmax[c];
-      const end = start + inner;
-      for (let i = start; i < end; i++) {
-        const v = values[i];
-        if (v < lo) lo = v;
-        if (v > hi) hi = v;
+    for (let i = 0, c = 0, k = 0; i < n; i++) {
+      const v = values[i];
+      if (v < bmin[c]) bmin[c] = v;
+      if (v > bmax[c]) bmax[c] = v;
+      if (++k === inner) {
+        k = 0;
+        if (++c === channels) c = 0;
       }
-      bmin[c] = lo;
-      bmax[c] = hi;
     }
     for (let c = 0; c < channels; c++) {
       if (bmin[c] > bmax[c]) continue;
@@ -120,19 +119,22 @@ export class StreamingHistogram {
       if (bmax[c] > this.max[c]) this.max[c] = bmax[c];
     }
     const bins = this.bins, m = this.moments;
-    for (let start = 0, c = 0; start < values.length; start += inner, c = (c + 1) % channels) {
-      const lo = this.lo[c], w = this.width[c], inv = 1 / w, first = lo + 0.5 * w, off = c * bins;
-      const end = start + inner;
-      for (let i = start; i < end; i++) {
-        const v = values[i];
-        // v >= lo after cover(), so truncation is floor.
-        let b = ((v - lo) * inv) | 0;
-        if (b >= bins) b = bins - 1;
-        const d = v - (first + b * w);
-        const k = (off + b) * 3;
-        m[k] += 1;
-        m[k + 1] += d;
-        m[k + 2] += d * d;
+    const lo = this.lo, width = this.width;
+    const inv = Float64Array.from(width, (w) => 1 / w);
+    for (let i = 0, c = 0, k = 0; i < n; i++) {
+      const v = values[i];
+      const w = width[c];
+      // v >= lo[c] after cover(), so truncation is floor.
+      let b = ((v - lo[c]) * inv[c]) | 0;
+      if (b >= bins) b = bins - 1;
+      const d = v - (lo[c] + (b + 0.5) * w);
+      const j = (c * bins + b) * 3;
+      m[j] += 1;
+      m[j + 1] += d;
+      m[j + 2] += d * d;
+      if (++k === inner) {
+        k = 0;
+        if (++c === channels) c = 0;
       }
     }
     return -1;
@@ -224,34 +226,33 @@ class HistogramDistribution implements Distribution {
   error(lower: number, upper: number, bits: number, form: QuantForm): number {
     const { h, channel } = this;
     const { start: a, step: s, steps: n } = gridOf(lower, upper, bits, form);
-    const level = (x: number) => Math.min(n, Math.max(0, roundHalfEven((x - a) / s)));
-    const off = channel * h.bins;
+    const m = h.moments, off = channel * h.bins;
     const lo = h.lo[channel], w = h.width[channel];
+    // Bins are visited in value order; `level` is the grid level at the bin's left end and `edge` the value
+    // where rounding moves on to the next level (values below the grid clip to level 0, above to n).
+    let level = 0, edge = a + 0.5 * s;
     let sum = 0;
     for (let b = 0; b < h.bins; b++) {
-      const k3 = (off + b) * 3;
-      const count = h.moments[k3];
+      const j = (off + b) * 3;
+      const count = m[j];
       if (count === 0) continue;
       const left = lo + b * w;
       const from = Math.max(left, this.min), to = Math.min(left + w, this.max);
-      const first = level(from), last = level(to);
-      if (first === last) {
+      while (level < n && edge <= from) edge = a + (++level + 0.5) * s;
+      if (level === n || to <= edge) {
         // Every value of the bin rounds to one level: exact from the bin's moments.
-        const dc = left + w / 2 - (a + first * s);
-        sum += h.moments[k3 + 2] + 2 * dc * h.moments[k3 + 1] + count * dc * dc;
+        const dc = left + w / 2 - (a + level * s);
+        sum += m[j + 2] + 2 * dc * m[j + 1] + count * dc * dc;
         continue;
       }
-      // The bin straddles rounding edges: spread its count uniformly over [from, to] and cut it at the edges.
+      // The bin straddles rounding edges: spread its count uniformly over [from, to] and cut it there.
       const span = to - from;
-      let segStart = from;
-      for (let k = first; k <= last; k++) {
-        const segEnd = k === last ? to : Math.min(to, a + (k + 0.5) * s);
-        const len = Math.max(0, segEnd - segStart);
-        if (len > 0 || span === 0) {
-          const share = span === 0 ? (k === first ? count : 0) : (count * len) / span;
-          const d = (segStart + segEnd) / 2 - (a + k * s);
-          sum += share * (d * d + (len * len) / 12);
-        }
+      for (let k = level, segStart = from, e = edge; ; e = a + (++k + 0.5) * s) {
+        const segEnd = k === n ? to : Math.min(to, e);
+        const len = segEnd - segStart;
+        const d = (segStart + segEnd) / 2 - (a + k * s);
+        sum += ((count * len) / span) * (d * d + (len * len) / 12);
+        if (segEnd >= to) break;
         segStart = segEnd;
       }
     }
