@@ -142,19 +142,26 @@ function projectPart(
   const weightSite = parts.find((s) => s.part === part && s.role === 'weight')!;
   const e = plan.config.embedDim;
   const xq = fakeQuantNodes(g, input.x, bounds.get(inputSite.id)!, plan.spec(inputSite), input.info, inputSite.id);
-  const w = g.constant(quantizedWeight(plan, weightSite, bounds.get(weightSite.id)!, stateDict), [e, e], `${weightSite.id}.fq`);
+  const w = quantizedWeight(plan, weightSite, bounds.get(weightSite.id)!, stateDict);
   const biasKey = `${block}.attn.qkv.bias`;
   const bias = stateDict.has(biasKey) ? toFloat32(stateDict.get(biasKey)!, biasKey).slice(part * e, (part + 1) * e) : new Float32Array(e);
-  let y = g.op('Gemm', [xq, w, g.constant(bias, [e], `${block}.attn.qkv.${'qkv'[part]}.bias`)], { transB: 1 });
-  const headAxis = info.layout.indexOf('head'), windowAxis = info.layout.indexOf('window');
-  const heads = info.shape[headAxis], n = info.shape[info.layout.indexOf('token')], hd = info.shape[info.layout.indexOf('head_dim')];
-  if (part === 0) y = g.op('Mul', [y, g.scalar(plan.config.qkScale || hd ** -0.5, 'q_scale')]);
-  // [windows*N, heads*hd] -> [windows, N, heads, hd] -> the site's axis order.
-  const named = ['window', 'token', 'head', 'head_dim'];
-  const perm = info.layout.map((axis) => named.indexOf(axis));
-  if (perm.some((p) => p < 0) || headAxis < 0 || windowAxis < 0) {
-    throw new ConfigError(`qkv split: unexpected q/k/v layout [${info.layout.join(', ')}]`);
+  const axis = (name: string) => info.layout.indexOf(name);
+  const heads = info.shape[axis('head')], n = info.shape[axis('token')], hd = info.shape[axis('head_dim')];
+  const scale = (t: string) => (part === 0 ? g.op('Mul', [t, g.scalar(plan.config.qkScale || hd ** -0.5, 'q_scale')]) : t);
+  const name = `${block}.attn.qkv.${'qkv'[part]}`;
+  if (info.layout.join() === 'head,window,token,head_dim') {
+    // Head-major, as the builder lays q/k/v out: one batched MatMul against per-head weight slices.
+    const wh = new Float32Array(heads * e * hd);
+    for (let h = 0; h < heads; h++) {
+      for (let d = 0; d < hd; d++) for (let i = 0; i < e; i++) wh[(h * e + i) * hd + d] = w[(h * hd + d) * e + i];
+    }
+    let y = g.op('MatMul', [xq, g.constant(wh, [heads, e, hd], `${name}.weight_heads`)]);
+    y = scale(g.op('Add', [y, g.constant(bias, [heads, 1, hd], `${name}.bias_heads`)]));
+    return g.op('Reshape', [y, g.int64([heads, -1, n, hd])]);
   }
-  y = g.op('Reshape', [y, g.int64([-1, n, heads, hd])]);
-  return g.op('Transpose', [y], { perm });
+  // Any other axis order: [windows*N, heads*hd] -> [windows, N, heads, hd] -> the site's order.
+  const perm = info.layout.map((a) => ['window', 'token', 'head', 'head_dim'].indexOf(a));
+  if (perm.some((p) => p < 0)) throw new ConfigError(`qkv split: unexpected q/k/v layout [${info.layout.join(', ')}]`);
+  const y = scale(g.op('Gemm', [xq, g.constant(w, [e, e], `${name}.weight_fq`), g.constant(bias, [e], `${name}.bias`)], { transB: 1 }));
+  return g.op('Transpose', [g.op('Reshape', [y, g.int64([-1, n, heads, hd])])], { perm });
 }

@@ -15,7 +15,6 @@
  * straight-through gradients (`fakeQuantTf`), 2DQuant's clip gradient included.
  */
 import * as tf from '@tensorflow/tfjs';
-import { roundHalfEven } from '@harmoq/engine';
 import { ConfigError } from './errors';
 
 export type QuantForm = 'real-offset' | 'integer';
@@ -51,7 +50,15 @@ export function gridSteps(bits: number): number {
   return 2 ** bits - 1;
 }
 
+// Module-level aliases: hot loops then avoid global lookups (slow inside jest's vm context).
 const f32 = Math.fround;
+const mathRound = Math.round;
+
+/** torch.round / numpy.round / onnx Round: nearest integer, ties to even. */
+export function roundHalfEven(x: number): number {
+  const r = mathRound(x); // ties go up
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
 
 /** The step s = (u-l)/(2^b-1) of the real-offset form, in float32 as the quantizers compute it. */
 export function stepSize(lower: number, upper: number, bits: number): number {
@@ -67,7 +74,8 @@ export function integerRange(lower: number, upper: number): [number, number] {
 export function zeroPoint(lower: number, upper: number, bits: number): number {
   const [l, u] = integerRange(lower, upper);
   const s = stepSize(l, u, bits);
-  return Math.min(gridSteps(bits), Math.max(0, roundHalfEven(f32(-l / s))));
+  const z = roundHalfEven(f32(-l / s));
+  return z < 0 ? 0 : z > gridSteps(bits) ? gridSteps(bits) : z;
 }
 
 /**
@@ -98,7 +106,8 @@ export function scalarQuantizer(lower: number, upper: number, bits: number, form
     };
   }
   return (x) => {
-    const k = Math.min(n, Math.max(0, roundHalfEven(f32(x / s)) + z));
+    const r = roundHalfEven(f32(x / s)) + z;
+    const k = r < 0 ? 0 : r > n ? n : r;
     return f32((k - z) * s);
   };
 }

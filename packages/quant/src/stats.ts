@@ -53,9 +53,12 @@ export class ExactDistribution implements Distribution {
   }
 }
 
-/** The first non-finite value of an array, or -1. */
+/** The first non-finite value of an array, or -1 (v - v is NaN exactly for NaN and +-Infinity). */
 export function firstNonFinite(values: ArrayLike<number>): number {
-  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return i;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v - v !== 0) return i;
+  }
   return -1;
 }
 
@@ -237,7 +240,7 @@ class HistogramDistribution implements Distribution {
       const count = m[j];
       if (count === 0) continue;
       const left = lo + b * w;
-      const from = Math.max(left, this.min), to = Math.min(left + w, this.max);
+      const from = left > this.min ? left : this.min, to = left + w < this.max ? left + w : this.max;
       while (level < n && edge <= from) edge = a + (++level + 0.5) * s;
       if (level === n || to <= edge) {
         // Every value of the bin rounds to one level: exact from the bin's moments.
@@ -248,7 +251,7 @@ class HistogramDistribution implements Distribution {
       // The bin straddles rounding edges: spread its count uniformly over [from, to] and cut it there.
       const span = to - from;
       for (let k = level, segStart = from, e = edge; ; e = a + (++k + 0.5) * s) {
-        const segEnd = k === n ? to : Math.min(to, e);
+        const segEnd = k === n || to < e ? to : e;
         const len = segEnd - segStart;
         const d = (segStart + segEnd) / 2 - (a + k * s);
         sum += ((count * len) / span) * (d * d + (len * len) / 12);
