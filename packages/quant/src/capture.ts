@@ -4,7 +4,7 @@
  *
  * Two capture paths: onnxruntime, with every wanted site added as a graph output through the SiteHook, and
  * the tfjs reference through its ActivationHook. Both feed the same histograms; onnxruntime is the default
- * because it is several times faster (measured in docs/quant.md).
+ * because it is faster (measured in packages/quant/README.md).
  */
 import * as ort from 'onnxruntime-node';
 import type { PatchSet } from '@harmoq/data';
@@ -86,9 +86,7 @@ export async function collectActivationStats(
       for (let start = 0, step = 0; start < count; step++) {
         const end = Math.min(count, start + batch);
         const { data, shape } = patchBatch(patches, start, end);
-        const t0 = Date.now();
         const outputs = await session.run({ input: new ort.Tensor('float32', data, shape) });
-        const t1 = Date.now();
         let floats = 0;
         for (const site of groups.keys()) {
           const t = outputs[captureOutput(site)];
@@ -99,7 +97,6 @@ export async function collectActivationStats(
           add(site, t.data as Float32Array, { channels: dims[axis], inner: dims.slice(axis + 1).reduce((a, b) => a * b, 1) }, step, start, end);
         }
         for (const t of Object.values(outputs)) t.dispose?.();
-        if (process.env.HARMOQ_PROFILE) console.log('run', t1 - t0, 'add', Date.now() - t1, 'floats', floats);
         if (options.batchSize === undefined && step === 0) batch = Math.max(1, Math.floor((128 * 2 ** 20) / (floats / (end - start))));
         options.onBatch?.(end, count);
         start = end;
