@@ -82,5 +82,6 @@ export interface PtqMethod<O extends Record<string, unknown>> {
   calibrate(ctx: CalibrationContext, options: O): Promise<BoundsMap>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** A method of any option type, as the registry holds them (each entry keeps its own option type). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- option types differ per method; PtqMethod<unknown> would reject them
 export type AnyPtqMethod = PtqMethod<any>;

@@ -68,9 +68,9 @@ export function quantizeCommand(): Command {
       const scale = choiceInt('--scale', flags.scale, [2, 3, 4, 8]);
       const seed = flags.seed === undefined ? undefined : Number(flags.seed);
       if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0)) throw new UsageError(`--seed '${flags.seed}' must be a non-negative integer`);
-      const request = resolveRequest({
-        method: flags.method, wbits: Number(flags.wbits), abits: Number(flags.abits), preset: flags.preset, seed, set: flags.set,
-      });
+      const wbits = choiceInt('--wbits', flags.wbits, SUPPORTED_BITS);
+      const abits = choiceInt('--abits', flags.abits, SUPPORTED_BITS);
+      const request = resolveRequest({ method: flags.method, wbits, abits, preset: flags.preset, seed, set: flags.set });
       const threads = flags.threads === undefined ? undefined : positiveInt('--threads', flags.threads);
       const outDir = path.dirname(path.resolve(flags.out));
       if (!fs.existsSync(outDir)) throw new UsageError(`--out '${flags.out}': folder ${outDir} does not exist`);
