@@ -84,7 +84,7 @@ export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateD
   }
   const boundsOf = (site: QuantSite) => bounds!.get(site.id)!;
   // Per block: the LayerNorm output at the qkv input site, while the split is being rebuilt.
-  const qkvInputs = new Map<string, { x: string; info: SiteInfo }>();
+  const qkvInputs = new Map<string, { x: string; info: SiteInfo; quantized: Map<string, string> }>();
   const splitParts = new Map<string, QuantSite[]>();
   if (quantize && plan.siteSet.qkvSplit) {
     for (const site of plan.sites) {
@@ -105,7 +105,7 @@ export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateD
     const split = /\.attn\.qkv(\.weight)?$/.test(siteName) && sites.some((s) => s.part !== undefined);
     if (split) {
       // Remember the float input; the builder's own qkv projection stays float and is replaced at q/k/v.
-      if (info.kind === 'linear_input') qkvInputs.set(siteName.replace(/\.attn\.qkv$/, ''), { x: tensor, info });
+      if (info.kind === 'linear_input') qkvInputs.set(siteName.replace(/\.attn\.qkv$/, ''), { x: tensor, info, quantized: new Map() });
       return tensor;
     }
     let out = tensor;
@@ -135,13 +135,20 @@ export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateD
  */
 function projectPart(
   g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, stateDict: StateDict, block: string, part: 0 | 1 | 2,
-  parts: QuantSite[], input: { x: string; info: SiteInfo } | undefined, info: SiteInfo,
+  parts: QuantSite[], input: { x: string; info: SiteInfo; quantized: Map<string, string> } | undefined, info: SiteInfo,
 ): string {
   if (!input) throw new ConfigError(`qkv split: the q/k/v site of ${block} came before its qkv input site`);
   const inputSite = parts.find((s) => s.part === part && s.role === 'activation')!;
   const weightSite = parts.find((s) => s.part === part && s.role === 'weight')!;
   const e = plan.config.embedDim;
-  const xq = fakeQuantNodes(g, input.x, bounds.get(inputSite.id)!, plan.spec(inputSite), input.info, inputSite.id);
+  // q, k and v quantize the same tensor; parts with equal bounds (DOBI and MinMax give them) share the nodes.
+  const inputBounds = bounds.get(inputSite.id)!;
+  const key = JSON.stringify([inputBounds, plan.spec(inputSite)]);
+  let xq = input.quantized.get(key);
+  if (!xq) {
+    xq = fakeQuantNodes(g, input.x, inputBounds, plan.spec(inputSite), input.info, inputSite.id);
+    input.quantized.set(key, xq);
+  }
   const w = quantizedWeight(plan, weightSite, bounds.get(weightSite.id)!, stateDict);
   const biasKey = `${block}.attn.qkv.bias`;
   const bias = stateDict.has(biasKey) ? toFloat32(stateDict.get(biasKey)!, biasKey).slice(part * e, (part + 1) * e) : new Float32Array(e);

@@ -90,57 +90,72 @@ export class StreamingHistogram {
   }
 
   /**
-   * Adds a tensor (per-tensor histograms ignore `layout`). Non-finite values are not added; the index of
-   * the first is returned (-1 when all are finite) so the caller can name the site and step.
+   * Adds a tensor (per-tensor histograms ignore `layout`). Returns -1, or the index of the first NaN/Inf;
+   * the histogram is then partly updated and should be dropped (calibration stops there).
    */
   add(values: Float32Array, layout?: ChannelLayout): number {
-    const bad = firstNonFinite(values);
-    if (bad >= 0) return bad;
     const channels = this.channels;
     const inner = channels === 1 ? values.length : layout!.inner;
     if (channels > 1 && layout!.channels !== channels) {
       throw new RangeError(`histogram has ${channels} channels, tensor layout ${layout!.channels}`);
     }
-    // Range first (so the bins cover every value), then binning. Channel c of element i is
-    // floor(i / inner) % channels, tracked with counters instead of divisions.
     const n = values.length;
-    const bmin = new Float64Array(channels).fill(Infinity);
-    const bmax = new Float64Array(channels).fill(-Infinity);
-    for (let i = 0, c = 0, k = 0; i < n; i++) {
-      const v = values[i];
-      if (v < bmin[c]) bmin[c] = v;
-      if (v > bmax[c]) bmax[c] = v;
-      if (++k === inner) {
-        k = 0;
-        if (++c === channels) c = 0;
+    const channelOf = (i: number) => (channels === 1 ? 0 : Math.floor(i / inner) % channels);
+    if (this.width.some((w) => w === 0)) {
+      // First values: size the ranges from them (a pass of its own, once).
+      const bad = firstNonFinite(values);
+      if (bad >= 0) return bad;
+      const lo = new Float64Array(channels).fill(Infinity), hi = new Float64Array(channels).fill(-Infinity);
+      for (let i = 0; i < n; i++) {
+        const c = channelOf(i), v = values[i];
+        if (v < lo[c]) lo[c] = v;
+        if (v > hi[c]) hi[c] = v;
       }
+      for (let c = 0; c < channels; c++) if (lo[c] <= hi[c]) this.cover(c, lo[c], hi[c]);
     }
-    for (let c = 0; c < channels; c++) {
-      if (bmin[c] > bmax[c]) continue;
-      this.cover(c, bmin[c], bmax[c]);
-      if (bmin[c] < this.min[c]) this.min[c] = bmin[c];
-      if (bmax[c] > this.max[c]) this.max[c] = bmax[c];
-    }
+    // One pass: min/max, and binning of every value inside the current range. The rest (values beyond the
+    // range, NaN and Inf, which fail every comparison) are collected and handled after.
     const bins = this.bins, m = this.moments;
-    const lo = this.lo, width = this.width;
-    const inv = Float64Array.from(width, (w) => 1 / w);
+    const lo = this.lo, width = this.width, min = this.min, max = this.max;
+    const inv = Float64Array.from(width, (w) => (w > 0 ? 1 / w : 0));
+    const outside: number[] = [];
     for (let i = 0, c = 0, k = 0; i < n; i++) {
       const v = values[i];
-      const w = width[c];
-      // v >= lo[c] after cover(), so truncation is floor.
-      let b = ((v - lo[c]) * inv[c]) | 0;
-      if (b >= bins) b = bins - 1;
-      const d = v - (lo[c] + (b + 0.5) * w);
-      const j = (c * bins + b) * 3;
-      m[j] += 1;
-      m[j + 1] += d;
-      m[j + 2] += d * d;
+      if (v < min[c]) min[c] = v;
+      if (v > max[c]) max[c] = v;
+      const t = (v - lo[c]) * inv[c];
+      if (t >= 0 && t < bins) {
+        const b = t | 0;
+        const d = v - (lo[c] + (b + 0.5) * width[c]);
+        const j = (c * bins + b) * 3;
+        m[j] += 1;
+        m[j + 1] += d;
+        m[j + 2] += d * d;
+      } else {
+        outside.push(i);
+      }
       if (++k === inner) {
         k = 0;
         if (++c === channels) c = 0;
       }
     }
+    if (outside.length === 0) return -1;
+    for (const i of outside) if (values[i] - values[i] !== 0) return i;
+    for (const i of outside) this.cover(channelOf(i), values[i], values[i]);
+    for (const i of outside) this.bin(channelOf(i), values[i]);
     return -1;
+  }
+
+  private bin(c: number, v: number): void {
+    const w = this.width[c];
+    let b = Math.floor((v - this.lo[c]) / w);
+    if (b >= this.bins) b = this.bins - 1;
+    if (b < 0) b = 0;
+    const d = v - (this.lo[c] + (b + 0.5) * w);
+    const j = (c * this.bins + b) * 3;
+    this.moments[j] += 1;
+    this.moments[j + 1] += d;
+    this.moments[j + 2] += d * d;
   }
 
   /** Total values seen in a channel. */
