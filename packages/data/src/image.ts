@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import * as path from 'node:path';
+import { writeFileAtomic as writeFileAtomicSync } from '@harmoq/atomic-fs';
 import sharp from 'sharp';
 import { DataError } from './errors';
 
@@ -99,33 +99,15 @@ export async function writePng(file: string, image: Image): Promise<void> {
   await writeFileAtomic(file, png);
 }
 
-let tempCounter = 0;
-
 /**
- * Writes `bytes` to `file` so that a crash leaves either the old file or the new one: a temp file in the same
- * folder, fsync, rename, then fsync of the folder where the platform allows it.
+ * Writes `bytes` to `file` atomically (see @harmoq/atomic-fs), as a DataError naming the file when it fails.
+ * Async so callers can await it beside sharp's encoders.
  */
 export async function writeFileAtomic(file: string, bytes: Uint8Array | string): Promise<void> {
-  const dir = path.dirname(path.resolve(file));
-  const temp = path.join(dir, `.${path.basename(file)}.${process.pid}.${++tempCounter}.tmp`);
-  let handle: fs.promises.FileHandle | undefined;
   try {
-    handle = await fs.promises.open(temp, 'wx');
-    await handle.writeFile(bytes);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await fs.promises.rename(temp, file);
+    writeFileAtomicSync(file, bytes);
   } catch (err) {
-    await handle?.close().catch(() => undefined);
-    await fs.promises.rm(temp, { force: true });
     throw new DataError(`cannot write '${file}': ${(err as Error).message}`, { value: file, cause: err });
-  }
-  try {
-    const dirHandle = await fs.promises.open(dir, 'r');
-    await dirHandle.sync().finally(() => dirHandle.close());
-  } catch {
-    // Folder fsync is not supported everywhere (e.g. some network file systems); the rename itself is done.
   }
 }
 

@@ -300,7 +300,7 @@ export class FileStore {
     const info = this.activeRunInfo(ref);
     const root = this.artifactDir(info);
     const target = path.join(root, ...checkArtifactPath(relativePath).split('/'));
-    writeFileAtomic(target, bytes, this.runDir(info));
+    writeFileAtomic(target, bytes, { tempDir: this.runDir(info) });
     return target;
   }
 
@@ -349,7 +349,7 @@ export class FileStore {
 
   private writeEntry(info: LocalRunInfo, folder: 'params' | 'tags', key: string, value: string): void {
     validateKey(folder === 'params' ? 'param' : 'tag', key);
-    writeFileAtomic(path.join(this.runDir(info), folder, ...key.split('/')), value, this.runDir(info));
+    writeFileAtomic(path.join(this.runDir(info), folder, ...key.split('/')), value, { tempDir: this.runDir(info) });
   }
 
   private writeRunMeta(info: LocalRunInfo): void {
