@@ -1,0 +1,157 @@
+/**
+ * Cells: the unit of work of a grid. A cell is plain data (it crosses process boundaries) keyed by a hash of
+ * its resolved config, the sha256 of its input files and the code version, so a finished cell is found again
+ * by whatever grid asks for the same thing, and never by a grid that asks for something else.
+ */
+import * as path from 'node:path';
+import { listBenchmark, listCalibration } from '@harmoq/data';
+import type { QuantizeRequest } from '@harmoq/quant';
+import { codeVersion, type CodeVersion } from './code-version';
+import { canonicalJson, fileSha256, filesDigest, sha256Hex } from './hash';
+
+export const CELL_KINDS = ['calibrate', 'eval'] as const;
+export type CellKind = (typeof CELL_KINDS)[number];
+
+/** Bumped when the meaning of a cell's stored result changes, so old results are not reused. */
+export const CELL_FORMAT = 'harmoq-cell/1';
+
+/** The model a cell runs on. `checkpoint` is the file name: the path is where it lives, not what it is. */
+export interface ModelSpec {
+  arch: string;
+  scale: number;
+  checkpoint: string;
+}
+
+export interface CalibrateConfig extends ModelSpec {
+  kind: 'calibrate';
+  /** The resolved quantization request (method, bits, preset, seed, quantizer, calibration, options). */
+  request: QuantizeRequest;
+}
+
+export interface EvalConfig extends ModelSpec {
+  kind: 'eval';
+  dataset: string;
+  engine: 'onnx';
+  /** The calibrate cell whose qparams the model runs with; null for the float model. */
+  quant: string | null;
+}
+
+export type CellConfig = CalibrateConfig | EvalConfig;
+
+export interface Cell {
+  key: string;
+  kind: CellKind;
+  /** For people: `eval Set5 x4 minmax W4A4`. */
+  label: string;
+  /** Grid coordinates (`--only` filters on these; tables are built from them). */
+  axes: Record<string, string>;
+  config: CellConfig;
+  /** sha256 digests of the input files. */
+  inputs: Record<string, string>;
+  code: CodeVersion;
+  /** Keys of the cells this one reads. */
+  deps: string[];
+  /** Where the inputs are on this machine; not part of the key. */
+  paths: { checkpoint: string; dataDir: string };
+}
+
+/**
+ * Packages whose code computes each kind of cell. Float evaluation does not depend on @harmoq/quant, so work
+ * on the quantizers leaves FP cells valid. Of this package only the executor counts: the grids, tables and
+ * progress display do not change a result.
+ */
+const FLOAT_CODE = ['engine', 'swinir', 'torch-io', 'data', 'metrics', 'atomic-fs'];
+const EXECUTOR = ['packages/experiments/src/execute.ts'];
+const CODE: Record<'calibrate' | 'evalFloat' | 'evalQuant', string[]> = {
+  calibrate: ['quant', ...FLOAT_CODE],
+  evalFloat: FLOAT_CODE,
+  evalQuant: ['quant', ...FLOAT_CODE],
+};
+
+/** The key: kind prefix plus 24 hex digits (96 bits) of sha256 over everything that decides the result. */
+export function cellKey(parts: Pick<Cell, 'kind' | 'config' | 'inputs' | 'code' | 'deps'>): string {
+  const digest = sha256Hex(canonicalJson({
+    format: CELL_FORMAT, kind: parts.kind, config: parts.config, inputs: parts.inputs, code: parts.code, deps: [...parts.deps].sort(),
+  }));
+  return `${parts.kind === 'calibrate' ? 'cal' : 'eval'}-${digest.slice(0, 24)}`;
+}
+
+export function bitsLabel(wbits: number, abits: number): string {
+  return `W${wbits}A${abits}`;
+}
+
+export interface CalibrateCellInput {
+  arch: string;
+  scale: number;
+  checkpointPath: string;
+  dataDir: string;
+  request: QuantizeRequest;
+}
+
+export function calibrateCell(input: CalibrateCellInput): Cell {
+  const { request } = input;
+  const config: CalibrateConfig = {
+    kind: 'calibrate', arch: input.arch, scale: input.scale, checkpoint: path.basename(input.checkpointPath), request,
+  };
+  const calibrationRoot = path.join(input.dataDir, 'calibration');
+  const inputs = {
+    checkpoint: fileSha256(input.checkpointPath),
+    calibration: filesDigest(calibrationRoot, listCalibration(input.dataDir)),
+  };
+  const code = codeVersion(CODE.calibrate, EXECUTOR);
+  const bits = bitsLabel(request.wbits, request.abits);
+  return {
+    key: cellKey({ kind: 'calibrate', config, inputs, code, deps: [] }),
+    kind: 'calibrate',
+    label: `calibrate x${input.scale} ${request.method} ${bits}`,
+    axes: { scale: String(input.scale), method: request.method, bits },
+    config, inputs, code, deps: [],
+    paths: { checkpoint: path.resolve(input.checkpointPath), dataDir: path.resolve(input.dataDir) },
+  };
+}
+
+export interface EvalCellInput {
+  arch: string;
+  scale: number;
+  checkpointPath: string;
+  dataDir: string;
+  dataset: string;
+  /** The calibrate cell to take qparams from; omitted for the float model. */
+  quant?: Cell;
+}
+
+const datasetDigests = new Map<string, string>();
+
+/** Hash of a benchmark set's HR files and its LR files at this scale (memoized per process). */
+export function datasetDigest(dataDir: string, dataset: string, scale: number): string {
+  const memo = `${path.resolve(dataDir)}\0${dataset}\0${scale}`;
+  let digest = datasetDigests.get(memo);
+  if (!digest) {
+    const files = listBenchmark(dataset, scale, dataDir).flatMap((e) => (e.lrPath ? [e.hrPath, e.lrPath] : [e.hrPath]));
+    digest = filesDigest(path.join(dataDir, 'benchmarks'), files);
+    datasetDigests.set(memo, digest);
+  }
+  return digest;
+}
+
+export function evalCell(input: EvalCellInput): Cell {
+  const quant = input.quant;
+  if (quant && quant.kind !== 'calibrate') throw new Error(`eval cell needs a calibrate cell, got ${quant.kind} ${quant.key}`);
+  const config: EvalConfig = {
+    kind: 'eval', arch: input.arch, scale: input.scale, checkpoint: path.basename(input.checkpointPath),
+    dataset: input.dataset, engine: 'onnx', quant: quant?.key ?? null,
+  };
+  const inputs = { checkpoint: fileSha256(input.checkpointPath), dataset: datasetDigest(input.dataDir, input.dataset, input.scale) };
+  const code = codeVersion(quant ? CODE.evalQuant : CODE.evalFloat, EXECUTOR);
+  const deps = quant ? [quant.key] : [];
+  const axes: Record<string, string> = quant
+    ? { ...quant.axes, dataset: input.dataset }
+    : { scale: String(input.scale), method: 'fp', dataset: input.dataset };
+  return {
+    key: cellKey({ kind: 'eval', config, inputs, code, deps }),
+    kind: 'eval',
+    label: `eval ${input.dataset} x${input.scale} ${quant ? `${axes.method} ${axes.bits}` : 'fp'}`,
+    axes, config, inputs, code, deps,
+    paths: { checkpoint: path.resolve(input.checkpointPath), dataDir: path.resolve(input.dataDir) },
+  };
+}

@@ -1,0 +1,31 @@
+/**
+ * @harmoq/experiments: resumable experiment grids. A grid expands into cells keyed by their resolved config,
+ * input checksums and code version; finished cells are stored once under results/cells/ and logged to MLflow;
+ * each experiment module writes its tables from the stored cells. See docs/experiments.md.
+ */
+export { ExperimentError } from './errors';
+export { canonicalJson, sha256Hex, fileSha256, filesDigest } from './hash';
+export { codeVersion, runtimeVersions, type CodeVersion } from './code-version';
+export {
+  CELL_KINDS, CELL_FORMAT, cellKey, calibrateCell, evalCell, datasetDigest, bitsLabel,
+  type Cell, type CellKind, type CellConfig, type CalibrateConfig, type EvalConfig, type ModelSpec,
+  type CalibrateCellInput, type EvalCellInput,
+} from './cells';
+export { CellStore, RESULT_FILES, type EvalResult } from './store';
+export { executeCell, type ExecuteOptions } from './execute';
+export {
+  GRID_PRESETS, applySet, parseOnly, selectCells, defineExperiment,
+  type GridPreset, type GridContext, type AggregateContext, type ExperimentModule, type AnyExperiment, type OnlyFilter,
+} from './grid';
+export { runPool, type CellEvent, type PoolOptions, type PoolReport } from './pool';
+export { gridProgress, estimateSeconds, formatDuration, costClass, type GridProgress } from './progress';
+export { trackedCellKeys, logCellRun, type CellRunContext } from './tracking';
+export { EXPERIMENTS, experimentByName, experimentNames } from './registry';
+export {
+  baselines, baselinesSchema, baselineRows, baselinesCsv, checkpointFor,
+  type BaselinesConfig, type BaselineRow, type BaselineDatasetEntry,
+} from './experiments/baselines';
+export {
+  resolveGrid, runExperiment, runOneCell, describeGrid, writeTables, environment, defaultResultsDir,
+  type GridOptions, type ResolvedGrid, type RunOptions, type ExperimentReport, type CellOptions,
+} from './run';

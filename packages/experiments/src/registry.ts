@@ -1,0 +1,24 @@
+/** The experiment modules, by name; an alias resolves to its module (one implementation per table). */
+import { baselines } from './experiments/baselines';
+import { ExperimentError } from './errors';
+import type { AnyExperiment } from './grid';
+import { nearest } from '@harmoq/quant';
+
+export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines };
+
+/** Every name `harmoq exp` accepts: module names and their aliases. */
+export function experimentNames(): string[] {
+  return Object.values(EXPERIMENTS).flatMap((m) => [m.name, ...m.aliases]);
+}
+
+export function experimentByName(name: string): AnyExperiment {
+  const found = Object.values(EXPERIMENTS).find((m) => m.name === name || m.aliases.includes(name));
+  if (!found) {
+    const choices = experimentNames();
+    const guess = nearest(name, choices);
+    throw new ExperimentError(`unknown experiment '${name}' (${guess ? `did you mean '${guess}'? ` : ''}choices: ${choices.join(', ')})`, {
+      value: name, choices,
+    });
+  }
+  return found;
+}
