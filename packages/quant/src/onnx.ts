@@ -16,7 +16,9 @@ import { toFloat32 } from '@harmoq/swinir';
 import { ConfigError } from './errors';
 import type { BoundsMap, QuantPlan } from './plan';
 import { fakeQuantize, gridOf, type Bounds, type QuantizerSpec } from './quantizer';
+import { noisyQuantNodes } from './noise';
 import { siteWeight, weightLayout, type QuantSite } from './sites';
+import { twinQuantNodes } from './twin';
 
 /** The axis of an ONNX site tensor that per-channel bounds run along, from the builder's axis names. */
 export function onnxChannelAxis(info: SiteInfo): number {
@@ -51,6 +53,14 @@ export function fakeQuantNodes(g: GraphBuilder, x: string, bounds: Bounds, spec:
   const z = boundsConstant(g, grids.map((grid) => grid.zero), info, `${id}.zero_point`);
   const k = g.op('Clip', [g.op('Add', [g.op('Round', [g.op('Div', [x, s])]), z]), g.scalar(0, 'zero'), g.scalar(grids[0].steps, `levels${spec.bits}`)]);
   return g.op('Mul', [g.op('Sub', [k, z]), s], undefined, `${id}.fq`);
+}
+
+/** The nodes for a site's quantizer form: twin-uniform (twin.ts), noisy Q(x + N) - N (noise.ts) or uniform. */
+export function siteQuantNodes(g: GraphBuilder, x: string, bounds: Bounds, spec: QuantizerSpec, info: SiteInfo, id: string): string {
+  const constant = (values: number[], hint: string) => boundsConstant(g, values, info, hint);
+  if (bounds.twin) return twinQuantNodes(g, x, bounds.twin, spec.bits, constant, id);
+  const uniform = (y: string) => fakeQuantNodes(g, y, bounds, spec, info, id);
+  return bounds.noise ? noisyQuantNodes(g, x, constant(bounds.noise, `${id}.noise`), uniform, id) : uniform(x);
 }
 
 /** A weight slice fake-quantized in float32 (the values the tfjs weight hook computes). */
@@ -122,7 +132,7 @@ export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateD
         if (g.hasInitializer(tensor)) g.removeInitializer(tensor);
         out = name;
       } else {
-        out = fakeQuantNodes(g, out, boundsOf(site), plan.spec(site), info, site.id);
+        out = siteQuantNodes(g, out, boundsOf(site), plan.spec(site), info, site.id);
       }
     }
     return out;
@@ -146,7 +156,7 @@ function projectPart(
   const key = JSON.stringify([inputBounds, plan.spec(inputSite)]);
   let xq = input.quantized.get(key);
   if (!xq) {
-    xq = fakeQuantNodes(g, input.x, inputBounds, plan.spec(inputSite), input.info, inputSite.id);
+    xq = siteQuantNodes(g, input.x, inputBounds, plan.spec(inputSite), input.info, inputSite.id);
     input.quantized.set(key, xq);
   }
   const w = quantizedWeight(plan, weightSite, bounds.get(weightSite.id)!, stateDict);

@@ -5,8 +5,10 @@
 import type { SwinIRConfig } from '@harmoq/swinir';
 import { z } from 'zod';
 import { CalibrationError, ConfigError } from './errors';
+import { noiseProblem } from './noise';
 import { SUPPORTED_BITS, checkBits, stepSize, type Bounds, type QuantizerSpec } from './quantizer';
 import { DEFAULT_SITE_SET, parseSiteSet, quantSites, siteIds, type QuantSite, type SiteSet } from './sites';
+import { twinProblem } from './twin';
 
 /** How the sites are quantized. The defaults are 2DQuant's: real-offset, per-tensor, asymmetric. */
 export const quantSettingsSchema = z.strictObject({
@@ -65,7 +67,8 @@ export function boundCount(plan: QuantPlan, site: QuantSite): number {
 
 /**
  * Checks that bounds fit the plan: every site present and no other, one pair per channel (or one),
- * finite, u > l in float32, l = -u where symmetric. Calibration results that fail are a CalibrationError
+ * finite, u > l in float32, l = -u where symmetric (twin grids excepted); noise and twin grids as noiseProblem and
+ * twinProblem check them. Calibration results that fail are a CalibrationError
  * naming the site and step; bounds read from a file are a ConfigError.
  */
 export function validateBounds(plan: QuantPlan, bounds: BoundsMap, origin: { file?: string; step?: number } = {}): void {
@@ -84,11 +87,13 @@ export function validateBounds(plan: QuantPlan, bounds: BoundsMap, origin: { fil
       throw fail(site.id, `quantizer '${site.id}' has ${b.lower.length}/${b.upper.length} lower/upper bounds, expected ${want}`);
     }
     const spec = plan.spec(site);
+    const problem = noiseProblem(site, b.noise) ?? twinProblem(site, b, spec.bits);
+    if (problem) throw fail(site.id, problem);
     for (let c = 0; c < want; c++) {
       const l = b.lower[c], u = b.upper[c];
       if (!Number.isFinite(l) || !Number.isFinite(u)) throw fail(site.id, `non-finite bounds [${l}, ${u}] at quantizer '${site.id}'`);
       if (!(stepSize(l, u, spec.bits) > 0)) throw fail(site.id, `empty range [${l}, ${u}] at quantizer '${site.id}'`);
-      if (spec.symmetric && Math.fround(l) !== -Math.fround(u)) {
+      if (spec.symmetric && !b.twin && Math.fround(l) !== -Math.fround(u)) {
         throw fail(site.id, `symmetric quantizer '${site.id}' has bounds [${l}, ${u}], not [-u, u]`);
       }
     }

@@ -16,8 +16,9 @@ import { PRESET_NAMES } from './method';
 import { DEFAULT_QUANT_SETTINGS, makePlan, quantSettingsSchema, validateBounds, type BoundsMap, type QuantPlan } from './plan';
 
 export const QPARAMS_FORMAT = 'harmoq-qparams';
-export const QPARAMS_VERSION = 1;
-export const SUPPORTED_QPARAMS_VERSIONS: readonly number[] = [QPARAMS_VERSION];
+/** 2 added optional per-site `noise` (NoisyQuant) and `twin` (PTQ4ViT) to the bounds; version-1 files still read. */
+export const QPARAMS_VERSION = 2;
+export const SUPPORTED_QPARAMS_VERSIONS: readonly number[] = [1, QPARAMS_VERSION];
 
 const swinirConfigSchema = z.strictObject({
   upscale: z.number().int(),
@@ -41,7 +42,7 @@ const fileSchema = z.strictObject({ name: z.string(), sha256: z.string().regex(/
 
 export const qparamsSchema = z.strictObject({
   format: z.literal(QPARAMS_FORMAT),
-  version: z.literal(QPARAMS_VERSION),
+  version: z.union([z.literal(1), z.literal(QPARAMS_VERSION)]),
   method: z.string(),
   options: z.record(z.string(), z.unknown()),
   preset: z.enum(PRESET_NAMES as unknown as ['quick', 'paper']),
@@ -66,7 +67,14 @@ export const qparamsSchema = z.strictObject({
   code: z.strictObject({ package: z.string(), version: z.string(), git: z.string().nullable() }),
   created: z.string(),
   seconds: z.number(),
-  bounds: z.record(z.string(), z.strictObject({ lower: z.array(z.number()), upper: z.array(z.number()) })),
+  bounds: z.record(z.string(), z.strictObject({
+    lower: z.array(z.number()),
+    upper: z.array(z.number()),
+    noise: z.array(z.number()).optional(),
+    twin: z.strictObject({ signed: z.boolean(), fine: z.array(z.number()), shift: z.array(z.number().int()) }).optional(),
+  })),
+}).refine((q) => q.version > 1 || Object.values(q.bounds).every((b) => !b.noise && !b.twin), {
+  message: 'noise and twin bounds need qparams version 2', path: ['version'],
 });
 export type QParams = z.infer<typeof qparamsSchema>;
 

@@ -16,6 +16,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from './errors';
+import { noisyQuantize } from './noise';
+import { twinQuantize, type TwinUniform } from './twin';
 
 export type QuantForm = 'real-offset' | 'integer';
 export const QUANT_FORMS: readonly QuantForm[] = ['real-offset', 'integer'];
@@ -34,6 +36,10 @@ export interface QuantizerSpec {
 export interface Bounds {
   lower: number[];
   upper: number[];
+  /** NoisyQuant (noise.ts), Linear inputs only: one noise value per input feature; the site computes Q(x + N) - N. */
+  noise?: number[];
+  /** PTQ4ViT twin-uniform grids (twin.ts), in place of the uniform (l, u) grid; lower/upper then record their span. */
+  twin?: TwinUniform;
 }
 
 export function checkBits(bits: number, what = 'bits'): number {
@@ -126,6 +132,8 @@ export function fakeQuantize(
   if (channels !== 1 && (!layout || layout.channels !== channels)) {
     throw new ConfigError(`per-channel bounds for ${channels} channels need a layout with ${channels} channels`);
   }
+  if (bounds.twin) return twinQuantize(x, bounds.twin, bits, layout, out);
+  if (bounds.noise) return noisyQuantize(x, bounds.noise, (y, o) => fakeQuantize(y, { lower: bounds.lower, upper: bounds.upper }, bits, form, layout, o), out);
   const inner = channels === 1 ? x.length : layout!.inner;
   const quantizers = bounds.lower.map((l, c) => scalarQuantizer(l, bounds.upper[c], bits, form));
   for (let start = 0, c = 0; start < x.length; start += inner, c = (c + 1) % channels) {

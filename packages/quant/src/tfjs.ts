@@ -11,13 +11,19 @@ import type { ActivationHook, WeightHook } from '@harmoq/swinir';
 import type { StateDict } from '@harmoq/torch-io';
 import { toFloat32 } from '@harmoq/swinir';
 import type { BoundsMap, QuantPlan } from './plan';
+import { noisyQuantTf } from './noise';
 import { fakeQuantTf } from './quantizer';
 import type { QuantSite } from './sites';
+import { toTfTwin, twinQuantTf, type TfTwin } from './twin';
 
 /** Bounds as tensors (tf.Variable for gradient methods), shaped to broadcast against the site tensor. */
 export interface TfBounds {
   lower: tf.Tensor;
   upper: tf.Tensor;
+  /** NoisyQuant noise per feature (constant, shape [C]). */
+  noise?: tf.Tensor;
+  /** Twin-uniform grids (constants), used instead of lower/upper. */
+  twin?: TfTwin;
 }
 export type TfBoundsMap = Map<string, TfBounds>;
 
@@ -46,7 +52,11 @@ export function toTfBounds(plan: QuantPlan, bounds: BoundsMap, trainable = false
       t.dispose();
       return v;
     };
-    out.set(site.id, { lower: make(b.lower, 'lower'), upper: make(b.upper, 'upper') });
+    out.set(site.id, {
+      lower: make(b.lower, 'lower'), upper: make(b.upper, 'upper'),
+      ...(b.noise && { noise: tf.keep(tf.tensor(b.noise, tfBoundsShape(site, b.noise.length), 'float32')) }),
+      ...(b.twin && { twin: toTfTwin(b.twin, plan.spec(site).bits, shape) }),
+    });
   }
   return out;
 }
@@ -54,14 +64,18 @@ export function toTfBounds(plan: QuantPlan, bounds: BoundsMap, trainable = false
 /** Reads tensors back into plain bounds (e.g. after gradient steps). */
 export function fromTfBounds(bounds: TfBoundsMap): BoundsMap {
   const out: BoundsMap = new Map();
-  for (const [id, b] of bounds) out.set(id, { lower: Array.from(b.lower.dataSync()), upper: Array.from(b.upper.dataSync()) });
+  for (const [id, b] of bounds) {
+    out.set(id, {
+      lower: Array.from(b.lower.dataSync()), upper: Array.from(b.upper.dataSync()),
+      ...(b.noise && { noise: Array.from(b.noise.dataSync()) }), ...(b.twin && { twin: b.twin.params }),
+    });
+  }
   return out;
 }
 
 export function disposeTfBounds(bounds: TfBoundsMap): void {
   for (const b of bounds.values()) {
-    b.lower.dispose();
-    b.upper.dispose();
+    for (const t of [b.lower, b.upper, b.noise, b.twin?.fine, b.twin?.coarse, b.twin?.threshold]) t?.dispose();
   }
 }
 
@@ -83,7 +97,10 @@ export function tfjsQuantHooks(
   for (const site of plan.sites) byHook.set(site.hookSite, [...(byHook.get(site.hookSite) ?? []), site]);
   const quant = (site: QuantSite, x: tf.Tensor) => {
     const b = bounds.get(site.id)!;
-    return fakeQuantTf(x, b.lower, b.upper, plan.spec(site).bits, plan.spec(site).form);
+    const { bits, form } = plan.spec(site);
+    if (b.twin) return twinQuantTf(x, b.twin, bits);
+    const uniform = (y: tf.Tensor) => fakeQuantTf(y, b.lower, b.upper, bits, form);
+    return b.noise ? noisyQuantTf(x, b.noise, uniform) : uniform(x);
   };
   const qkvInputs = new Map<string, tf.Tensor>();
   const e = plan.config.embedDim;
