@@ -6,9 +6,11 @@ import type { AnyPtqMethod } from '../method';
 import { dobi } from './dobi';
 import { minmax } from './minmax';
 import { mse } from './mse';
+import { noisyQuant } from './noisyquant';
 import { percentile } from './percentile';
+import { ptq4vit } from './ptq4vit';
 
-export const PTQ_METHODS = { minmax, percentile, mse, dobi } satisfies Record<string, AnyPtqMethod>;
+export const PTQ_METHODS = { minmax, percentile, mse, dobi, ptq4vit, noisyquant: noisyQuant } satisfies Record<string, AnyPtqMethod>;
 
 export type MethodName = keyof typeof PTQ_METHODS;
 export const METHOD_NAMES = Object.keys(PTQ_METHODS) as MethodName[];
