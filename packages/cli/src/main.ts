@@ -4,6 +4,9 @@ import { evalCommand } from './commands/eval';
 import { upscaleCommand } from './commands/upscale';
 import { convertCommand } from './commands/convert';
 import { quantizeCommand } from './commands/quantize';
+import { expCommand } from './commands/exp';
+import { cellCommand } from './commands/cell';
+import { trackingCommand } from './commands/tracking';
 
 export function buildProgram(): Command {
   const program = new Command('harmoq')
@@ -11,7 +14,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces on errors')
     .showSuggestionAfterError(true)
     .exitOverride();
-  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand()]) {
+  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand(), expCommand(), cellCommand(), trackingCommand()]) {
     program.addCommand(cmd.exitOverride().showSuggestionAfterError(true).configureOutput(QUIET_ERRORS));
   }
   return program.configureOutput(QUIET_ERRORS);

@@ -139,10 +139,14 @@ function runInWorker(cell: Cell, resultsDir: string, threads: number, onProgress
   });
 }
 
-async function trackCell(tracker: Tracker | null, cell: Cell, store: CellStore, experiment: string, preset: string, commit: string | null): Promise<void> {
-  if (!tracker) return;
+/** Logs a finished cell unless `tracked` says its run exists (a redone cell keeps its first run). */
+async function trackCell(
+  tracker: Tracker | null, tracked: Set<string>, cell: Cell, store: CellStore, experiment: string, preset: string, commit: string | null,
+): Promise<void> {
+  if (!tracker || tracked.has(cell.key)) return;
   try {
     await logCellRun(tracker, cell, store, { experiment, preset, commit });
+    tracked.add(cell.key);
   } catch (err) {
     // The result is stored; a tracking failure must not undo it. The next run logs the cell again.
     process.stderr.write(`tracking: could not log cell ${cell.key}: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -176,7 +180,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentRepo
   // Cells finished earlier whose MLflow run is missing (a kill between result and run) are logged now.
   const tracked = tracker ? await trackedCellKeys(tracker, experiment) : new Set<string>();
   for (const cell of grid.selected) {
-    if (store.isDone(cell) && tracker && !tracked.has(cell.key)) await trackCell(tracker, cell, store, experiment, preset, commit);
+    if (store.isDone(cell)) await trackCell(tracker, tracked, cell, store, experiment, preset, commit);
   }
 
   const toRun = grid.selected.filter((c) => !store.isDone(c));
@@ -193,7 +197,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentRepo
       run: (cell, onProgress) => executor === 'inline'
         ? executeCell(cell, store, { threads, onProgress })
         : runInWorker(cell, resultsDir, threads, onProgress),
-      afterDone: (cell) => trackCell(tracker, cell, store, experiment, preset, commit),
+      afterDone: (cell) => trackCell(tracker, tracked, cell, store, experiment, preset, commit),
       onEvent: (event: CellEvent) => {
         if (event.type === 'done') seconds[event.cell.key] = event.seconds;
         progress.onEvent(event);
@@ -239,11 +243,11 @@ export async function runOneCell(options: CellOptions): Promise<{ cell: Cell; ra
   const preset = String(grid.config.preset);
   const tracked = tracker ? await trackedCellKeys(tracker, grid.module.name) : new Set<string>();
   if (store.isDone(cell)) {
-    if (tracker && !tracked.has(cell.key)) await trackCell(tracker, cell, store, grid.module.name, preset, gitCommit().sha);
+    await trackCell(tracker, tracked, cell, store, grid.module.name, preset, gitCommit().sha);
     return { cell, ran: false, seconds: 0 };
   }
   const started = process.hrtime.bigint();
   await executeCell(cell, store, { threads: options.threads ?? defaultThreads() });
-  await trackCell(tracker, cell, store, grid.module.name, preset, gitCommit().sha);
+  await trackCell(tracker, tracked, cell, store, grid.module.name, preset, gitCommit().sha);
   return { cell, ran: true, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }

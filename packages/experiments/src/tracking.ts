@@ -67,9 +67,11 @@ export async function logCellRun(tracker: Tracker, cell: Cell, store: CellStore,
   } else {
     metrics.calibration_seconds = store.readQParams(cell)!.seconds;
   }
+  // MLflow param names allow no '@' (npm scopes).
+  const runtimes = Object.fromEntries(Object.entries(cell.code.runtimes).map(([k, v]) => [k.replace(/^@/, ''), v]));
   const run = await tracker.startRun({
     experiment: ctx.experiment, runName: cell.label, cellKey: cell.key,
-    params: { ...cell.config, axes: cell.axes, inputs: cell.inputs, code: cell.code }, tags,
+    params: { ...cell.config, axes: cell.axes, inputs: cell.inputs, code: { ...cell.code, runtimes } }, tags,
   });
   try {
     await run.logMetrics(metrics);
