@@ -1,22 +1,19 @@
-import * as path from 'node:path';
-import { calibrationPatches, dataDir, goldenDir, seededRng, type CalibrationData } from '@harmoq/data';
-import { checkArchitecture, initBackend, type SwinIRConfig } from '@harmoq/swinir';
-import { loadStateDict, type StateDict } from '@harmoq/torch-io';
+import { seededRng, type CalibrationData } from '@harmoq/data';
+import type { SwinIRConfig } from '@harmoq/swinir';
+import type { StateDict } from '@harmoq/torch-io';
 import { collectActivationStats } from './capture';
 import { createCalibrationContext } from './context';
 import { CalibrationError } from './errors';
 import { PTQ_METHODS } from './methods';
 import { DEFAULT_QUANT_SETTINGS, makePlan, type QuantPlan } from './plan';
+import { tinyFixture } from './testing/tiny-model';
 
 let stateDict: StateDict;
 let config: SwinIRConfig;
 let data: CalibrationData;
 
 beforeAll(async () => {
-  await initBackend('wasm');
-  stateDict = loadStateDict(path.join(goldenDir(), 'tiny_pixelshuffledirect_x2/model.pth')).stateDict;
-  config = checkArchitecture(stateDict, { imgSize: 16 });
-  data = await calibrationPatches({ scale: 2, patchSize: 16, count: 4, heldOutCount: 2, seed: 5, dataDir: dataDir() });
+  ({ stateDict, config, data } = await tinyFixture());
 });
 
 const contextFor = (plan: QuantPlan, onProgress?: () => void) => createCalibrationContext({

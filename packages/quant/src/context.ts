@@ -97,7 +97,7 @@ export function createCalibrationContext(options: ContextOptions): OwnedContext 
       return sum / fp.length;
     },
     tfjsModel() {
-      model ??= initBackend('wasm').then(() => (loaded = new SwinIRModel(stateDict, plan.config)));
+      model ??= initBackend().then(() => (loaded = new SwinIRModel(stateDict, plan.config)));
       return model;
     },
     tfjsHooks(bounds: TfBoundsMap) {

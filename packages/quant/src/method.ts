@@ -25,6 +25,8 @@ export interface ProgressUpdate {
   total: number;
   /** The loss at this step, for methods that optimise one; checked for NaN/Inf. */
   loss?: number;
+  /** A short free-text report shown with the step (e.g. a before -> after comparison). */
+  note?: string;
 }
 
 export interface CalibrationContext {

@@ -41,7 +41,7 @@ function stageProgress(): { update: (u: ProgressUpdate) => void; stop: () => voi
         bar.start(u.total, 0, { info: '' });
       }
       bar!.setTotal(u.total);
-      bar!.update(u.step, { info: u.loss === undefined ? '' : `loss ${u.loss.toExponential(3)}` });
+      bar!.update(u.step, { info: u.note ?? (u.loss === undefined ? '' : `loss ${u.loss.toExponential(3)}`) });
     },
     stop: () => bar?.stop(),
   };

@@ -9,8 +9,9 @@ import { mse } from './mse';
 import { noisyQuant } from './noisyquant';
 import { percentile } from './percentile';
 import { ptq4vit } from './ptq4vit';
+import { twoDQuant } from './twodquant';
 
-export const PTQ_METHODS = { minmax, percentile, mse, dobi, ptq4vit, noisyquant: noisyQuant } satisfies Record<string, AnyPtqMethod>;
+export const PTQ_METHODS = { minmax, percentile, mse, dobi, '2dquant': twoDQuant, ptq4vit, noisyquant: noisyQuant } satisfies Record<string, AnyPtqMethod>;
 
 export type MethodName = keyof typeof PTQ_METHODS;
 export const METHOD_NAMES = Object.keys(PTQ_METHODS) as MethodName[];
