@@ -33,16 +33,27 @@ function sourceFiles(dir: string, rel = ''): string[] {
   return out;
 }
 
-export function runtimeVersions(): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of RUNTIMES) {
-    try {
-      out[name] = (JSON.parse(fs.readFileSync(require.resolve(`${name}/package.json`), 'utf8')) as { version: string }).version;
-    } catch {
-      out[name] = 'absent';
+/** An installed package's version; its package.json is found from its entry point (some export no ./package.json). */
+function installedVersion(name: string): string {
+  try {
+    let dir = path.dirname(require.resolve(name));
+    for (;;) {
+      const file = path.join(dir, 'package.json');
+      if (fs.existsSync(file)) {
+        const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version?: string };
+        if (pkg.name === name && pkg.version) return pkg.version;
+      }
+      const parent = path.dirname(dir);
+      if (parent === dir) return 'unknown';
+      dir = parent;
     }
+  } catch {
+    return 'absent';
   }
-  return out;
+}
+
+export function runtimeVersions(): Record<string, string> {
+  return Object.fromEntries(RUNTIMES.map((name) => [name, installedVersion(name)]));
 }
 
 const memo = new Map<string, CodeVersion>();

@@ -85,6 +85,12 @@ export interface ExperimentReport extends PoolReport {
   seconds: Record<string, number>;
 }
 
+/** Relative to the working folder when inside it, else absolute. */
+function shortPath(file: string): string {
+  const rel = path.relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') ? rel : file;
+}
+
 export function defaultResultsDir(): string {
   return path.join(repoRoot(), 'results');
 }
@@ -207,7 +213,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentRepo
     progress.stop();
   }
   const files = await writeTables(grid, resultsDir);
-  log(`${experiment}: ran ${report.ran.length}, skipped ${report.skipped.length} finished, failed ${report.failed.length}; wrote ${files.map((f) => path.relative(process.cwd(), f) || f).join(', ')}`);
+  log(`${experiment}: ran ${report.ran.length}, skipped ${report.skipped.length} finished, failed ${report.failed.length}; wrote ${files.map(shortPath).join(', ')}`);
   for (const f of report.failed) log(`  failed ${f.key}: ${f.error}`);
   return { experiment, total: grid.cells.length, selected: grid.selected.length, files, seconds, ...report };
 }
