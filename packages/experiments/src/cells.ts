@@ -3,6 +3,7 @@
  * its resolved config, the sha256 of its input files and the code version, so a finished cell is found again
  * by whatever grid asks for the same thing, and never by a grid that asks for something else.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listBenchmark, listCalibration } from '@harmoq/data';
 import type { QuantizeRequest } from '@harmoq/quant';
@@ -53,6 +54,8 @@ export interface Cell {
   deps: string[];
   /** Where the inputs are on this machine; not part of the key. */
   paths: { checkpoint: string; dataDir: string };
+  /** Relative cost, for the time-left estimate: an eval's output megapixels, 1 for a calibration. */
+  work: number;
 }
 
 /**
@@ -74,6 +77,11 @@ export function cellKey(parts: Pick<Cell, 'kind' | 'config' | 'inputs' | 'code' 
     format: CELL_FORMAT, kind: parts.kind, config: parts.config, inputs: parts.inputs, code: parts.code, deps: [...parts.deps].sort(),
   }));
   return `${parts.kind === 'calibrate' ? 'cal' : 'eval'}-${digest.slice(0, 24)}`;
+}
+
+/** The kind a key names (its prefix). */
+export function kindOfKey(key: string): CellKind {
+  return key.startsWith('cal-') ? 'calibrate' : 'eval';
 }
 
 export function bitsLabel(wbits: number, abits: number): string {
@@ -107,6 +115,7 @@ export function calibrateCell(input: CalibrateCellInput): Cell {
     axes: { scale: String(input.scale), method: request.method, bits },
     config, inputs, code, deps: [],
     paths: { checkpoint: path.resolve(input.checkpointPath), dataDir: path.resolve(input.dataDir) },
+    work: 1,
   };
 }
 
@@ -134,6 +143,23 @@ export function datasetDigest(dataDir: string, dataset: string, scale: number): 
   return digest;
 }
 
+/** Width x height from a PNG's IHDR chunk (bytes 16..23), without decoding it. */
+function pngPixels(file: string): number {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(24);
+    fs.readSync(fd, head, 0, 24, 0);
+    return head.readUInt32BE(16) * head.readUInt32BE(20);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A set's HR megapixels (the SR output size, whatever the scale). */
+function datasetMegapixels(dataDir: string, dataset: string): number {
+  return listBenchmark(dataset, 2, dataDir).reduce((a, e) => a + pngPixels(e.hrPath), 0) / 1e6;
+}
+
 export function evalCell(input: EvalCellInput): Cell {
   const quant = input.quant;
   if (quant && quant.kind !== 'calibrate') throw new Error(`eval cell needs a calibrate cell, got ${quant.kind} ${quant.key}`);
@@ -153,5 +179,6 @@ export function evalCell(input: EvalCellInput): Cell {
     label: `eval ${input.dataset} x${input.scale} ${quant ? `${axes.method} ${axes.bits}` : 'fp'}`,
     axes, config, inputs, code, deps,
     paths: { checkpoint: path.resolve(input.checkpointPath), dataDir: path.resolve(input.dataDir) },
+    work: datasetMegapixels(input.dataDir, input.dataset),
   };
 }

@@ -115,12 +115,21 @@ describe('the worker pool', () => {
     expect(events.filter((t) => t === 'failed')).toHaveLength(2);
   });
 
-  test('ETA: mean of finished cells of the same class, divided over the jobs; unknown before any finished', () => {
-    const cell = (dataset: string) => ({ kind: 'eval', axes: { dataset, scale: '2', method: 'fp' } } as unknown as Cell);
-    const finished = new Map([['eval|Set5|2|fp', [10, 20]], ['eval|B100|2|fp', [100]]]);
-    expect(estimateSeconds([cell('Set5'), cell('B100')], finished, 1)).toBe(115);
-    expect(estimateSeconds([cell('Set5'), cell('B100')], finished, 2)).toBe(57.5);
-    expect(estimateSeconds([cell('Set14')], finished, 1)).toBeCloseTo(130 / 3);
-    expect(estimateSeconds([cell('Set5')], new Map(), 1)).toBeUndefined();
+  test('ETA: work x the mean rate of the same cost class (else kind), over the jobs; unknown before a cell of the kind finished', () => {
+    const cell = (kind: string, method: string, work: number) => ({ kind, axes: { method }, work } as unknown as Cell);
+    const rates = new Map([['eval|fp', [10, 20]], ['eval|quant', [40]], ['calibrate|minmax', [30]]]);
+    expect(estimateSeconds([cell('eval', 'fp', 2), cell('eval', 'dobi', 0.5)], rates, 1)).toBe(50);
+    expect(estimateSeconds([cell('eval', 'fp', 2), cell('eval', 'dobi', 0.5)], rates, 2)).toBe(25);
+    expect(estimateSeconds([cell('calibrate', '2dquant', 1)], rates, 1)).toBe(30);
+    expect(estimateSeconds([cell('calibrate', 'minmax', 1)], new Map([['eval|fp', [1]]]), 1)).toBeUndefined();
   });
+
+  test('eval work is the set\'s HR megapixels: B100 > Set14 > Set5', () => {
+    const grid = resolveGrid({ name: 'baselines', only: ['method=fp', 'scale=2'] });
+    expect(grid.selected.map((c) => c.axes.dataset)).toEqual(['Set5', 'Set14', 'B100']);
+    const [set5, set14, b100] = grid.selected.map((c) => c.work);
+    expect(set5).toBeCloseTo((512 * 512 + 288 * 288 + 256 * 256 + 280 * 280 + 228 * 344) / 1e6, 6);
+    expect(b100).toBeCloseTo((100 * 481 * 321) / 1e6, 6);
+    expect(set14).toBeGreaterThan(set5);
+});
 });

@@ -7,7 +7,7 @@ export { ExperimentError } from './errors';
 export { canonicalJson, sha256Hex, fileSha256, filesDigest } from './hash';
 export { codeVersion, runtimeVersions, type CodeVersion } from './code-version';
 export {
-  CELL_KINDS, CELL_FORMAT, cellKey, calibrateCell, evalCell, datasetDigest, bitsLabel,
+  CELL_KINDS, CELL_FORMAT, cellKey, kindOfKey, calibrateCell, evalCell, datasetDigest, bitsLabel,
   type Cell, type CellKind, type CellConfig, type CalibrateConfig, type EvalConfig, type ModelSpec,
   type CalibrateCellInput, type EvalCellInput,
 } from './cells';

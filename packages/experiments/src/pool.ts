@@ -3,7 +3,7 @@
  * finished, taking the first ready cell in grid order (cheapest first). A failed cell fails its dependents;
  * the rest of the grid goes on.
  */
-import type { Cell } from './cells';
+import { kindOfKey, type Cell } from './cells';
 
 export type CellEvent =
   | { type: 'start'; cell: Cell }
@@ -14,7 +14,7 @@ export type CellEvent =
 export interface PoolOptions {
   jobs: number;
   /** Finished before this run (their dependents may start at once). */
-  isDone: (cell: Cell) => boolean;
+  isDone: (cell: Pick<Cell, 'key' | 'kind'>) => boolean;
   /** Runs one cell; resolves when its result is stored. */
   run: (cell: Cell, onProgress: (info: string) => void) => Promise<void>;
   /** Called after a cell finishes and before its dependents start (e.g. to log it to MLflow). */
@@ -36,7 +36,8 @@ export async function runPool(cells: readonly Cell[], options: PoolOptions): Pro
   const emit = options.onEvent ?? (() => {});
   const running = new Set<Promise<void>>();
 
-  const depState = (dep: string) => state.get(dep) ?? (options.isDone({ key: dep, kind: dep.startsWith('cal-') ? 'calibrate' : 'eval' } as Cell) ? 'done' : 'missing');
+  // A dependency outside this selection counts if it finished earlier.
+  const depState = (dep: string) => state.get(dep) ?? (options.isDone({ key: dep, kind: kindOfKey(dep) }) ? 'done' : 'missing');
 
   const launch = (cell: Cell) => {
     state.set(cell.key, 'running');

@@ -6,27 +6,34 @@ import { SingleBar } from 'cli-progress';
 import type { Cell } from './cells';
 import type { CellEvent } from './pool';
 
-/** Cells of one class cost about the same: kind, dataset and scale (a B100 x2 eval is not a Set5 x4 one). */
+/**
+ * Cells of one class cost about the same per unit of `work` (an eval's output pixels, one calibration):
+ * float evals, quantized evals (slower: fake-quant nodes), and calibrations per method.
+ */
 export function costClass(cell: Cell): string {
-  return `${cell.kind}|${cell.axes.dataset ?? ''}|${cell.axes.scale ?? ''}|${cell.axes.method ?? ''}`;
+  if (cell.kind === 'eval') return `eval|${cell.axes.method === 'fp' ? 'fp' : 'quant'}`;
+  return `calibrate|${cell.axes.method ?? ''}`;
 }
 
+/** Seconds per unit of work of finished cells, by cost class. */
+export type Rates = ReadonlyMap<string, number[]>;
+
 /**
- * Seconds left for `remaining` cells on `jobs` workers, from the durations seen so far: the mean of the
- * same cost class, else of the same kind, else of all; undefined until some cell of that kind finished.
+ * Seconds left for `remaining` cells on `jobs` workers: each cell's work times the mean rate of its cost class,
+ * else of its kind; undefined until some cell of each kind left has finished.
  */
-export function estimateSeconds(remaining: readonly Cell[], finished: ReadonlyMap<string, number[]>, jobs: number): number | undefined {
+export function estimateSeconds(remaining: readonly Cell[], rates: Rates, jobs: number): number | undefined {
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   const byKind = new Map<string, number[]>();
-  for (const [cls, secs] of finished) {
+  for (const [cls, xs] of rates) {
     const kind = cls.split('|')[0];
-    byKind.set(kind, [...(byKind.get(kind) ?? []), ...secs]);
+    byKind.set(kind, [...(byKind.get(kind) ?? []), ...xs]);
   }
   let total = 0;
   for (const cell of remaining) {
-    const same = finished.get(costClass(cell)) ?? byKind.get(cell.kind);
+    const same = rates.get(costClass(cell)) ?? byKind.get(cell.kind);
     if (!same?.length) return undefined;
-    total += mean(same);
+    total += mean(same) * cell.work;
   }
   return total / Math.max(1, jobs);
 }
@@ -50,10 +57,10 @@ export function gridProgress(
 ): GridProgress {
   const pending = new Map(toRun.map((c) => [c.key, c]));
   const running = new Map<string, { cell: Cell; info: string }>();
-  const finished = new Map<string, number[]>();
+  const rates = new Map<string, number[]>();
   let done = alreadyDone;
   let failed = 0;
-  const eta = () => formatDuration(estimateSeconds([...pending.values(), ...[...running.values()].map((r) => r.cell)], finished, jobs));
+  const eta = () => formatDuration(estimateSeconds([...pending.values(), ...[...running.values()].map((r) => r.cell)], rates, jobs));
   const status = () => `${done}/${total} done | ${running.size} running | ${failed} failed | ETA ${eta()}`;
   const tty = Boolean(stream.isTTY);
   const bar = tty
@@ -89,7 +96,7 @@ export function gridProgress(
         case 'done':
           running.delete(cell.key);
           done++;
-          finished.set(costClass(cell), [...(finished.get(costClass(cell)) ?? []), event.seconds]);
+          rates.set(costClass(cell), [...(rates.get(costClass(cell)) ?? []), event.seconds / cell.work]);
           line(`done   ${cell.label} in ${event.seconds.toFixed(1)} s | ${status()}`);
           break;
         case 'failed':

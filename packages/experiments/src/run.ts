@@ -77,6 +77,8 @@ export interface RunOptions extends GridOptions {
   log?: (line: string) => void;
 }
 
+const TABLES_EVERY_MS = 60000;
+
 export interface ExperimentReport extends PoolReport {
   experiment: string;
   total: number;
@@ -195,6 +197,7 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentRepo
   fs.mkdirSync(store.root, { recursive: true });
   const progress = gridProgress(toRun, grid.selected.length - toRun.length, grid.selected.length, jobs, options.progressStream);
   const seconds: Record<string, number> = {};
+  let tablesWritten = Date.now();
   let report: PoolReport;
   try {
     report = await runPool(grid.selected, {
@@ -203,7 +206,14 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentRepo
       run: (cell, onProgress) => executor === 'inline'
         ? executeCell(cell, store, { threads, onProgress })
         : runInWorker(cell, resultsDir, threads, onProgress),
-      afterDone: (cell) => trackCell(tracker, tracked, cell, store, experiment, preset, commit),
+      afterDone: async (cell) => {
+        await trackCell(tracker, tracked, cell, store, experiment, preset, commit);
+        // Tables as the grid goes (at most once a minute), so a long run has a current table before it ends.
+        if (Date.now() - tablesWritten > TABLES_EVERY_MS) {
+          tablesWritten = Date.now();
+          await writeTables(grid, resultsDir);
+        }
+      },
       onEvent: (event: CellEvent) => {
         if (event.type === 'done') seconds[event.cell.key] = event.seconds;
         progress.onEvent(event);

@@ -53,7 +53,7 @@ export class CellStore {
   begin(cell: Cell): string {
     const dir = this.dir(cell.key);
     fs.mkdirSync(dir, { recursive: true });
-    const { paths: _machineSpecific, ...keyed } = cell;
+    const { paths: _machineSpecific, work: _estimate, ...keyed } = cell;
     writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(keyed, null, 2) + '\n');
     return dir;
   }
