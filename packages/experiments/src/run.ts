@@ -3,8 +3,7 @@
  * --jobs 1, in worker processes otherwise), log each finished cell to MLflow, and write the tables and
  * env.json from the stored cells.
  */
-import { fork } from 'node:child_process';
-import { spawnSync } from 'node:child_process';
+import { fork, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
