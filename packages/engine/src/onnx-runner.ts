@@ -25,7 +25,9 @@ export function defaultSessionOptions(threads: number): ort.InferenceSession.Ses
     // exp(-100 - max) in masked softmax entries is subnormal; with denormals the attention MatMul after a
     // shifted-window softmax runs ~5x slower. Flushing changes those ~1e-44 terms to 0, far below float32
     // resolution of the sums they enter.
-    extra: { session: { set_denormal_as_zero: '1' } },
+    // Fake-quant QuantizeLinear/DequantizeLinear pairs must stay float fake quantization: onnxruntime's QDQ
+    // fusions would turn DQ->MatMul<-DQ into integer MatMuls (other rounding; per-channel zero points fail).
+    extra: { session: { set_denormal_as_zero: '1', disable_quant_qdq: '1' } },
   };
 }
 

@@ -15,7 +15,7 @@ import type { StateDict } from '@harmoq/torch-io';
 import { toFloat32 } from '@harmoq/swinir';
 import { ConfigError } from './errors';
 import type { BoundsMap, QuantPlan } from './plan';
-import { fakeQuantize, gridOf, type Bounds, type QuantizerSpec } from './quantizer';
+import { fakeQuantize, gridOf, roundHalfEven, type Bounds, type QuantizerSpec } from './quantizer';
 import { noisyQuantNodes } from './noise';
 import { siteWeight, weightLayout, type QuantSite } from './sites';
 import { twinQuantNodes } from './twin';
@@ -37,9 +37,55 @@ function boundsConstant(g: GraphBuilder, values: number[], info: SiteInfo, hint:
   return g.constant(Float32Array.from(values), dims, hint);
 }
 
-/** Appends fake-quant nodes for one activation tensor and returns the quantized tensor's name. */
+/**
+ * Appends fake-quant nodes for one activation tensor and returns the quantized tensor's name.
+ *
+ * QuantizeLinear (uint8: x / s in float32, round half to even, + z, saturate to 0..255) -> Clip of the
+ * integer level -> DequantizeLinear ((k - z) * s) is bit-identical to the float chain of `scalarQuantizer`:
+ * - integer form: clip(round(x/s) + z, 0, 2^b-1), then (k - z)*s; the Clip on uint8 is dropped at 8 bits;
+ * - real-offset form: clip(x, l, u) - l equals clip(x - l, 0, u - l) in float32 (rounding is monotone), and
+ *   round(min(a, b)/s) = min(round(a/s), round(b/s)), so after Sub(x, l) the lower clip is QuantizeLinear's
+ *   saturation at 0 and the upper one a Clip at round((u - l)/s); then k*s + l.
+ * Three or four kernels instead of six, two of them on uint8. Falls back to the float chain where the integer
+ * levels would not fit uint8 or per-channel upper levels differ (a scalar Clip cannot express that).
+ */
 export function fakeQuantNodes(g: GraphBuilder, x: string, bounds: Bounds, spec: QuantizerSpec, info: SiteInfo, id: string): string {
   const grids = bounds.lower.map((l, c) => gridOf(l, bounds.upper[c], spec.bits, spec.form));
+  const tops = spec.form === 'real-offset'
+    ? grids.map((grid, c) => roundHalfEven(Math.fround(Math.fround(Math.fround(bounds.upper[c]) - grid.start) / grid.step)))
+    : grids.map((grid) => grid.steps);
+  if (tops.some((t) => t !== tops[0]) || tops[0] > 255 || grids.some((grid) => grid.zero > 255)) {
+    return floatFakeQuantNodes(g, x, bounds, spec, info, id, grids);
+  }
+  const perChannel = grids.length > 1;
+  const channelAttrs = perChannel ? { axis: onnxChannelAxis(info) } : undefined;
+  const qdq = (t: string, zeros: number[]) => {
+    const dims = perChannel ? [grids.length] : [];
+    const s = g.constant(Float32Array.from(grids, (grid) => grid.step), dims, `${id}.step`);
+    const z = g.constant(Uint8Array.from(zeros), dims, `${id}.zero_point`);
+    let k = g.op('QuantizeLinear', [t, s, z], channelAttrs, `${id}.quantize`);
+    if (tops[0] < 255) k = g.op('Clip', [k, uint8Scalar(g, 0), uint8Scalar(g, tops[0])]);
+    return g.op('DequantizeLinear', [k, s, z], channelAttrs, `${id}.dequantize`);
+  };
+  if (spec.form === 'real-offset') {
+    const zeros = grids.map(() => 0);
+    // l = 0 (e.g. attention maps): x - 0 and k*s + 0 are exact, so Sub and Add would change nothing.
+    if (grids.every((grid) => grid.start === 0)) return qdq(x, zeros);
+    const l = boundsConstant(g, bounds.lower, info, `${id}.lower`);
+    return g.op('Add', [qdq(g.op('Sub', [x, l]), zeros), l], undefined, `${id}.fq`);
+  }
+  return qdq(x, grids.map((grid) => grid.zero));
+}
+
+/** A uint8 scalar constant (the Clip bounds of integer levels). */
+function uint8Scalar(g: GraphBuilder, value: number): string {
+  return g.constant(new Uint8Array([value]), [], `u8_${value}`);
+}
+
+/** The float32 chain (Clip/Sub/Div/Round/Mul/Add or Div/Round/Add/Clip/Sub/Mul), for what uint8 cannot hold. */
+function floatFakeQuantNodes(
+  g: GraphBuilder, x: string, bounds: Bounds, spec: QuantizerSpec, info: SiteInfo, id: string, grids: ReturnType<typeof gridOf>[],
+): string {
   const s = boundsConstant(g, grids.map((grid) => grid.step), info, `${id}.step`);
   if (spec.form === 'real-offset') {
     const l = boundsConstant(g, bounds.lower, info, `${id}.lower`);

@@ -207,8 +207,13 @@ export class GraphBuilder {
     return this.nodes.length;
   }
 
-  /** Serializes the graph as an ONNX ModelProto. */
+  /**
+   * Serializes the graph as an ONNX ModelProto. Nodes none of whose outputs reach a graph output, and
+   * initializers nothing reads, are left out: onnxruntime runs every node it is given (a site hook that
+   * replaces q, k and v otherwise leaves the builder's own projections running for nothing).
+   */
   toModel(options: ModelOptions = {}): Uint8Array {
+    const { nodes, initializers } = this.live();
     const opset = options.opset ?? 17;
     const irVersion = options.irVersion ?? (opset >= 21 ? 10 : opset >= 19 ? 9 : 8);
     const opsetImport = [{ domain: '', version: opset }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))];
@@ -221,12 +226,28 @@ export class GraphBuilder {
       metadataProps: Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),
       graph: {
         name: this.name,
-        node: this.nodes,
-        initializer: [...this.initializers.values()],
+        node: nodes,
+        initializer: initializers,
         input: this.inputs,
         output: this.outputs,
       },
     });
+  }
+
+  /** The nodes (in order) and initializers that the graph outputs depend on. */
+  private live(): { nodes: NodeProtoObject[]; initializers: TensorProtoObject[] } {
+    const needed = new Set(this.outputs.map((o) => o.name));
+    const keep: boolean[] = new Array(this.nodes.length).fill(false);
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i];
+      if (!node.output.some((o) => needed.has(o))) continue;
+      keep[i] = true;
+      for (const input of node.input) if (input) needed.add(input);
+    }
+    return {
+      nodes: this.nodes.filter((_, i) => keep[i]),
+      initializers: [...this.initializers.values()].filter((t) => needed.has(t.name)),
+    };
   }
 
   private claim(name: string): string {
