@@ -64,13 +64,24 @@ function machine() {
   };
 }
 
+// The first interpreter that imports torch: $HARMOQ_PYTHON, then python3 on PATH (often a pyenv or venv shim
+// without torch), then Debian's /usr/bin/python3 (where apt's python3-torch lives).
+function pythonWithTorch() {
+  const candidates = [...new Set([process.env.HARMOQ_PYTHON, 'python3', '/usr/bin/python3'].filter(Boolean))];
+  for (const python of candidates) {
+    const r = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' });
+    if (r.status === 0) return python;
+  }
+  return null;
+}
+
 function pytorchAvailable() {
   if (!args['pytorch-swinir']) return { ok: false, why: 'no --pytorch-swinir <path to a clone of JingyunLiang/SwinIR> given' };
   const repo = path.resolve(args['pytorch-swinir']);
   if (!fs.existsSync(path.join(repo, 'models/network_swinir.py'))) return { ok: false, why: `${repo}/models/network_swinir.py not found` };
-  const r = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
-  if (r.status !== 0) return { ok: false, why: "python3 -c 'import torch' fails" };
-  return { ok: true, repo };
+  const python = pythonWithTorch();
+  if (!python) return { ok: false, why: "no python3 imports torch (tried $HARMOQ_PYTHON, python3, /usr/bin/python3)" };
+  return { ok: true, repo, python };
 }
 
 // The official model and protocol in PyTorch eager (float32, no_grad, whole images), same thread count.
@@ -78,6 +89,26 @@ const PYTORCH_BENCH = String.raw`
 import json, sys, time, glob, os
 import numpy as np, torch
 sys.path.insert(0, sys.argv[1])
+try:
+    import timm
+    timm_version = timm.__version__
+except ImportError:
+    # network_swinir.py imports DropPath, to_2tuple and trunc_normal_ from timm, for training and init only:
+    # at eval DropPath is the identity and every initialized tensor is overwritten by load_state_dict.
+    import types, collections.abc
+    layers = types.ModuleType('timm.models.layers')
+    class DropPath(torch.nn.Module):
+        def __init__(self, drop_prob=None):
+            super().__init__()
+        def forward(self, x):
+            return x
+    layers.DropPath = DropPath
+    layers.to_2tuple = lambda x: tuple(x) if isinstance(x, collections.abc.Iterable) else (x, x)
+    layers.trunc_normal_ = torch.nn.init.trunc_normal_
+    for name in ('timm', 'timm.models'):
+        sys.modules[name] = types.ModuleType(name)
+    sys.modules['timm.models.layers'] = layers
+    timm_version = 'absent (eval-time stand-ins for DropPath, to_2tuple, trunc_normal_)'
 from models.network_swinir import SwinIR
 threads, weights, lr_dir, reps = int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
 # LR images as raw RGB bytes named <name>_<h>x<w>.rgb (decoded by the parent, so no image library is needed).
@@ -102,7 +133,7 @@ for f in sorted(glob.glob(os.path.join(lr_dir, '*.rgb'))):
         for _ in range(reps):
             t = time.perf_counter(); y = model(x)[..., :h * 2, :w * 2].clamp_(0, 1); best = min(best, time.perf_counter() - t)
     out[name] = best
-print(json.dumps({'torch': torch.__version__, 'threads': torch.get_num_threads(), 'images': out}))
+print(json.dumps({'torch': torch.__version__, 'timm': timm_version, 'threads': torch.get_num_threads(), 'images': out}))
 `;
 
 const report = { benchmark: 'SwinIR-light x2 (house weights), Set5, official test protocol, whole images', machine: machine() };
@@ -152,11 +183,11 @@ if (torchCheck.ok) {
   const lrDir = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-bench-lr-'));
   child('dump-lr', { dir: lrDir });
   for (const t of threadCounts) {
-    const r = spawnSync('python3', ['-c', PYTORCH_BENCH, torchCheck.repo, String(t), weights, lrDir, String(reps)], { encoding: 'utf8' });
+    const r = spawnSync(torchCheck.python, ['-c', PYTORCH_BENCH, torchCheck.repo, String(t), weights, lrDir, String(reps)], { encoding: 'utf8' });
     if (r.status !== 0) fail(`PyTorch benchmark failed: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
     const py = JSON.parse(r.stdout.trim().split('\n').pop());
     const seconds = Object.values(py.images).reduce((a, b) => a + b, 0);
-    report.pytorch_eager[t] = { torch: py.torch, threads: py.threads, pass_s: seconds, images_s: py.images };
+    report.pytorch_eager[t] = { python: torchCheck.python, torch: py.torch, timm: py.timm, threads: py.threads, pass_s: seconds, images_s: py.images };
     report.onnxruntime[t].speedup_vs_pytorch = Number((seconds / report.onnxruntime[t].warm_pass_s).toFixed(2));
   }
   fs.rmSync(lrDir, { recursive: true });
