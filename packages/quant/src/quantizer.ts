@@ -179,30 +179,42 @@ export function sumToShape(t: tf.Tensor, shape: readonly number[]): tf.Tensor {
 }
 
 /**
- * clamp(x, l, u) with 2DQuant's Differentiable_Clip backward: x gets the upstream gradient where
- * l <= x <= u; l gets the sum of it where x <= l, u where x >= u. l and u broadcast against x.
+ * The real-offset quantizer as one differentiable op: the forward is the float32 op sequence of 2DQuant's
+ * `quant()`; the backward is its gradient written out (docs/quant-dqc.md), so the graph keeps only x, l and u
+ * instead of six full-size intermediates per quantizer. With V = (clip(x,l,u)-l)/s and R = round(V):
+ * dx = dy [l <= x <= u]; dl = sum dy ([x <= l] - (R-V)/n); du = sum dy ([x >= u] + (R-V)/n).
  */
-export const boundClip: (x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) => tf.Tensor = tf.customGrad(
-  (...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-    const [x, lower, upper, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
-    save([x, lower, upper]);
-    return {
-      value: tf.minimum(tf.maximum(x, lower), upper),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [sx, sl, su] = saved;
-        const below = tf.lessEqual(sx, sl);
-        const above = tf.greaterEqual(sx, su);
-        const inside = tf.logicalAnd(tf.greaterEqual(sx, sl), tf.lessEqual(sx, su));
-        const zeros = tf.zerosLike(dy);
-        return [
-          tf.where(inside, dy, zeros),
-          sumToShape(tf.where(below, dy, zeros), sl.shape),
-          sumToShape(tf.where(above, dy, zeros), su.shape),
-        ];
-      },
-    };
-  },
-) as (x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) => tf.Tensor;
+const realOffsetOps = new Map<number, (x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) => tf.Tensor>();
+function realOffsetFakeQuant(n: number): (x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) => tf.Tensor {
+  let op = realOffsetOps.get(n);
+  if (!op) {
+    op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+      const [x, lower, upper, save] = args as [tf.Tensor, tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+      save([x, lower, upper]);
+      const s = tf.div(tf.sub(upper, lower), n);
+      const value = tf.add(tf.mul(tf.round(tf.div(tf.sub(tf.minimum(tf.maximum(x, lower), upper), lower), s)), s), lower);
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+          const [sx, sl, su] = saved;
+          const ss = tf.div(tf.sub(su, sl), n);
+          const v = tf.div(tf.sub(tf.minimum(tf.maximum(sx, sl), su), sl), ss);
+          const residual = tf.div(tf.sub(tf.round(v), v), n);
+          const below = tf.cast(tf.lessEqual(sx, sl), 'float32');
+          const above = tf.cast(tf.greaterEqual(sx, su), 'float32');
+          const inside = tf.cast(tf.logicalAnd(tf.greaterEqual(sx, sl), tf.lessEqual(sx, su)), 'float32');
+          return [
+            tf.mul(dy, inside),
+            sumToShape(tf.mul(dy, tf.sub(below, residual)), sl.shape),
+            sumToShape(tf.mul(dy, tf.add(above, residual)), su.shape),
+          ];
+        },
+      };
+    }) as (x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) => tf.Tensor;
+    realOffsetOps.set(n, op);
+  }
+  return op;
+}
 
 /**
  * The fake quantizer as differentiable tfjs ops. `lower`/`upper` are scalars or broadcast against x (per
@@ -211,11 +223,7 @@ export const boundClip: (x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor) => tf
  */
 export function fakeQuantTf(x: tf.Tensor, lower: tf.Tensor, upper: tf.Tensor, bits: number, form: QuantForm): tf.Tensor {
   const n = gridSteps(bits);
-  if (form === 'real-offset') {
-    const s = tf.div(tf.sub(upper, lower), n);
-    const c = boundClip(x, lower, upper);
-    return tf.add(tf.mul(steRound(tf.div(tf.sub(c, lower), s)), s), lower);
-  }
+  if (form === 'real-offset') return realOffsetFakeQuant(n)(x, lower, upper);
   const l = tf.minimum(lower, 0);
   const si = tf.div(tf.sub(tf.maximum(upper, 0), l), n);
   const z = tf.clipByValue(steRound(tf.div(tf.neg(l), si)), 0, n);

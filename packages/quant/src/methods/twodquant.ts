@@ -46,7 +46,7 @@ export const twoDQuant: PtqMethod<TwoDQuantOptions> = {
     featureNorm: z.enum(['per-sample', 'broadcast']),
     crop: z.number().int().min(0),
   }),
-  presets: { quick: { iterations: 150, batch: 1, crop: 32 }, paper: { iterations: 4000, batch: 16, crop: 0 } },
+  presets: { quick: { iterations: 150, batch: 4, crop: 16 }, paper: { iterations: 4000, batch: 16, crop: 0 } },
   async calibrate(ctx, opts) {
     const init = await dobi.calibrate(ctx, { search: opts.search, steps: opts.steps });
     if (opts.iterations === 0) return init;
