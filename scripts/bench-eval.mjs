@@ -5,7 +5,9 @@
 // achieved GFLOP/s (analytic count, see swinirFlops), onnxruntime's profiler top operators, and formulation /
 // session-option alternatives. Writes results/bench/eval.json (atomic) and prints a summary.
 //
-//   npm run bench:eval [-- --pytorch-swinir ../SwinIR] [--threads N] [--quick] [--data DIR] [--out FILE]
+//   npm run bench:eval [-- --pytorch-swinir ../SwinIR] [--quant QPARAMS] [--threads N] [--quick] [--data DIR] [--out FILE]
+//
+// --quant: also time the fake-quantized model of a `harmoq quantize` qparams file (same weights) on all cores.
 //
 // Every measurement runs in its own child process: onnxruntime's denormal flush is a per-thread CPU flag that
 // outlives a session, and tfjs backends are process-global, so sharing a process would contaminate results.
@@ -19,7 +21,7 @@ import { minimist } from 'zx';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SCRIPT), '..');
-const args = minimist(process.argv.slice(2), { string: ['child', 'pytorch-swinir', 'data', 'out', 'spec'], boolean: ['quick'] });
+const args = minimist(process.argv.slice(2), { string: ['child', 'pytorch-swinir', 'data', 'out', 'spec', 'quant'], boolean: ['quick'] });
 const CHILD_MARK = '@@bench-result ';
 
 if (args.child) {
@@ -133,7 +135,10 @@ for f in sorted(glob.glob(os.path.join(lr_dir, '*.rgb'))):
         for _ in range(reps):
             t = time.perf_counter(); y = model(x)[..., :h * 2, :w * 2].clamp_(0, 1); best = min(best, time.perf_counter() - t)
     out[name] = best
-print(json.dumps({'torch': torch.__version__, 'timm': timm_version, 'threads': torch.get_num_threads(), 'images': out}))
+# The BLAS behind nn.Linear (Debian's python3-torch uses whatever libblas.so.3 the alternatives point at).
+blas = sorted({l.split()[-1] for l in open('/proc/self/maps') if 'blas' in l.lower() and '/' in l}) if os.path.exists('/proc/self/maps') else []
+print(json.dumps({'torch': torch.__version__, 'timm': timm_version, 'threads': torch.get_num_threads(), 'blas_libraries': blas,
+                  'mkl': torch.backends.mkl.is_available(), 'mkldnn': torch.backends.mkldnn.is_available(), 'images': out}))
 `;
 
 const report = { benchmark: 'SwinIR-light x2 (house weights), Set5, official test protocol, whole images', machine: machine() };
@@ -160,19 +165,31 @@ const VARIANTS = {
   'bias+mask combined per shifted block': { graph: { biasMask: 'combined' } },
   'bias and mask added separately': { graph: { biasMask: 'separate' } },
   'no q-scale folding': { graph: { foldQScale: false } },
+  'batch fixed at 1 (static shapes everywhere)': { graph: { batch: 1 } },
+  'attention fused, batch fixed at 1 (no Expand of bias+mask)': { graph: { attention: 'fused', batch: 1 } },
   'graph optimization basic': { session: { graphOptimizationLevel: 'basic' } },
   'graph optimization extended': { session: { graphOptimizationLevel: 'extended' } },
   'CPU memory arena off': { session: { enableCpuMemArena: false } },
   'memory pattern off': { session: { enableMemPattern: false } },
   'denormals not flushed': { session: { extra: { session: { set_denormal_as_zero: '0' } } } },
-  'thread spinning off': { session: { extra: { session: { set_denormal_as_zero: '1', 'intra_op.allow_spinning': '0' } } } },
+  'thread spinning off': { session: { extra: { session: { set_denormal_as_zero: '1', disable_quant_qdq: '1', 'intra_op.allow_spinning': '0' } } } },
   'parallel executor (inter-op 2)': { session: { executionMode: 'parallel', interOpNumThreads: 2 } },
 };
 for (const [label, v] of Object.entries(VARIANTS)) {
   report.alternatives.variants[label] = child('variant', { label, threads: allCores, reps: quick ? 2 : 5, ...v });
 }
 const base = report.alternatives.variants.default.ms;
-for (const v of Object.values(report.alternatives.variants)) v.ratio_to_default = Number((v.ms / base).toFixed(3));
+const baseCpu = report.alternatives.variants.default.cpu_ms;
+for (const v of Object.values(report.alternatives.variants)) {
+  v.ratio_to_default = Number((v.ms / base).toFixed(3));
+  v.cpu_ratio_to_default = Number((v.cpu_ms / baseCpu).toFixed(3));
+}
+if (args.quant) {
+  const qparams = path.resolve(args.quant);
+  const fp = report.onnxruntime[allCores];
+  report.fake_quant = { qparams, ...child('onnx', { threads: allCores, reps, quant: qparams }) };
+  report.fake_quant.ratio_to_float = Number((report.fake_quant.warm_pass_s / fp.warm_pass_s).toFixed(2));
+}
 
 report.tfjs_wasm = child('tfjs', { backend: 'wasm' });
 report.tfjs_cpu = child('tfjs-cpu', { crop: 32 });
@@ -187,7 +204,10 @@ if (torchCheck.ok) {
     if (r.status !== 0) fail(`PyTorch benchmark failed: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`);
     const py = JSON.parse(r.stdout.trim().split('\n').pop());
     const seconds = Object.values(py.images).reduce((a, b) => a + b, 0);
-    report.pytorch_eager[t] = { python: torchCheck.python, torch: py.torch, timm: py.timm, threads: py.threads, pass_s: seconds, images_s: py.images };
+    report.pytorch_eager[t] = {
+      python: torchCheck.python, torch: py.torch, timm: py.timm, threads: py.threads, blas_libraries: py.blas_libraries,
+      mkl: py.mkl, mkldnn: py.mkldnn, pass_s: seconds, images_s: py.images,
+    };
     report.onnxruntime[t].speedup_vs_pytorch = Number((seconds / report.onnxruntime[t].warm_pass_s).toFixed(2));
   }
   fs.rmSync(lrDir, { recursive: true });
@@ -217,6 +237,7 @@ for (const [t, r] of Object.entries(report.onnxruntime)) {
   console.log(`  onnxruntime ${t} thread(s): ${r.warm_pass_s.toFixed(2)} s, ${r.gflops.toFixed(1)} GFLOP/s = ${r.percent_of_matmul_peak}% of MatMul peak ${report.matmul_peak[t].gflops.toFixed(0)}` +
     (r.speedup_vs_pytorch ? `, ${r.speedup_vs_pytorch}x PyTorch eager` : ''));
 }
+if (report.fake_quant) console.log(`  fake-quantized (${path.basename(report.fake_quant.qparams)}), ${allCores} thread(s): ${report.fake_quant.warm_pass_s.toFixed(2)} s = ${report.fake_quant.ratio_to_float}x float`);
 console.log(`  tfjs wasm: ${report.tfjs_wasm.pass_s.toFixed(1)} s; tfjs cpu (extrapolated from a ${report.tfjs_cpu.crop}x${report.tfjs_cpu.crop} crop): ${report.tfjs_cpu.extrapolated_pass_s.toFixed(0)} s`);
 if (report.pytorch_eager.skipped === undefined) for (const [t, r] of Object.entries(report.pytorch_eager)) console.log(`  PyTorch eager ${t} thread(s): ${r.pass_s.toFixed(2)} s`);
 console.log(`wrote ${path.relative(REPO, outFile)}`);
@@ -258,20 +279,34 @@ async function runChild(kind, spec) {
   const loadRunner = (extra = {}) => engine.loadRunner(spec.weights, { arch: 'swinir-light', scale: 2, ...extra });
   if (kind === 'onnx') {
     const images = await set5();
-    const runner = await loadRunner({ engine: 'onnx', threads: spec.threads });
+    let quantOptions = {};
+    if (spec.quant) {
+      const quant = await import(path.join(REPO, 'packages/quant/src/index.ts'));
+      const torchIo = await import(path.join(REPO, 'packages/torch-io/src/index.ts'));
+      const { plan, bounds } = quant.qparamsPlan(quant.readQParams(spec.quant), spec.quant);
+      quantOptions = quant.quantizedEngineOptions(plan, bounds, torchIo.loadStateDict(spec.weights).stateDict, 'onnx');
+    }
+    const runner = await loadRunner({ engine: 'onnx', threads: spec.threads, ...quantOptions });
     const cold = now();
     for (const { lr } of images) await engine.superResolve(runner, lr);
     const coldPass = (now() - cold) / 1000;
     const perImage = {};
     let flops = 0;
     for (const { name, lr } of images) {
-      let best = Infinity;
-      for (let r = 0; r < spec.reps; r++) { const t = now(); await engine.superResolve(runner, lr); best = Math.min(best, now() - t); }
-      perImage[name] = { lr: `${lr.width}x${lr.height}`, ms: best, gflop: engine.swinirFlops(config, lr.height, lr.width) / 1e9 };
+      let best = Infinity, bestCpu = Infinity;
+      for (let r = 0; r < spec.reps; r++) {
+        const t = now(), c = process.cpuUsage();
+        await engine.superResolve(runner, lr);
+        const used = process.cpuUsage(c);
+        best = Math.min(best, now() - t);
+        bestCpu = Math.min(bestCpu, (used.user + used.system) / 1000);
+      }
+      perImage[name] = { lr: `${lr.width}x${lr.height}`, ms: best, cpu_ms: bestCpu, gflop: engine.swinirFlops(config, lr.height, lr.width) / 1e9 };
       flops += engine.swinirFlops(config, lr.height, lr.width);
     }
     const warm = Object.values(perImage).reduce((a, r) => a + r.ms, 0) / 1000;
-    emit({ threads: spec.threads, cold_pass_s: coldPass, warm_pass_s: warm, gflop_per_pass: flops / 1e9, gflops: flops / 1e9 / warm, images: perImage });
+    const cpu = Object.values(perImage).reduce((a, r) => a + r.cpu_ms, 0) / 1000;
+    emit({ threads: spec.threads, cold_pass_s: coldPass, warm_pass_s: warm, cpu_pass_s: cpu, gflop_per_pass: flops / 1e9, gflops: flops / 1e9 / warm, images: perImage });
     await runner.dispose();
     return;
   }
@@ -314,9 +349,16 @@ async function runChild(kind, spec) {
     const t0 = now();
     await engine.superResolve(runner, lr);
     const first = now() - t0;
-    let best = Infinity;
-    for (let r = 0; r < spec.reps; r++) { const t = now(); await engine.superResolve(runner, lr); best = Math.min(best, now() - t); }
-    emit({ ms: best, first_call_ms: first, threads: spec.threads });
+    let best = Infinity, bestCpu = Infinity;
+    for (let r = 0; r < spec.reps; r++) {
+      const t = now(), c = process.cpuUsage();
+      await engine.superResolve(runner, lr);
+      const used = process.cpuUsage(c);
+      best = Math.min(best, now() - t);
+      bestCpu = Math.min(bestCpu, (used.user + used.system) / 1000);
+    }
+    // CPU time (all threads, spinning included) is less sensitive than wall time to other jobs on the machine.
+    emit({ ms: best, cpu_ms: bestCpu, first_call_ms: first, threads: spec.threads });
     await runner.dispose();
     return;
   }
