@@ -29,6 +29,7 @@ export interface OwnedContext extends CalibrationContext {
 
 export function createCalibrationContext(options: ContextOptions): OwnedContext {
   const { plan, stateDict, data } = options;
+  const derived: OwnedContext[] = [];
   let stats: Promise<ActivationStats> | undefined;
   const fpOutputs = new Map<string, Promise<Float32Array>>();
   let model: Promise<SwinIRModel> | undefined;
@@ -108,8 +109,20 @@ export function createCalibrationContext(options: ContextOptions): OwnedContext 
     },
     tfjsBounds: (bounds: BoundsMap, trainable: boolean) => toTfBounds(plan, bounds, trainable),
     checkFinite,
+    withStateDict(other: StateDict) {
+      for (const [key, t] of stateDict) {
+        const o = other.get(key);
+        if (!o || o.shape.join() !== t.shape.join()) {
+          throw new CalibrationError(`withStateDict: '${key}' is ${o ? `[${o.shape.join(', ')}]` : 'missing'}, expected [${t.shape.join(', ')}]`);
+        }
+      }
+      const child = createCalibrationContext({ ...options, stateDict: other, rng: options.rng.fork(derived.length + 1) });
+      derived.push(child);
+      return child;
+    },
     dispose() {
       loaded?.dispose();
+      derived.forEach((d) => d.dispose());
     },
   };
   return ctx;

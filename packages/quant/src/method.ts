@@ -2,7 +2,8 @@
  * The extension point: a post-training quantization method is one `PtqMethod` object in one file under
  * methods/, plus one line in methods/index.ts. It receives a `CalibrationContext` (the model, the sites,
  * the calibration and held-out patches, a seeded RNG, progress reporting, float statistics and forward
- * helpers) and returns bounds for every site. See CONTRIBUTING.md, "Adding a PTQ method".
+ * helpers) and returns bounds for every site, or bounds plus a transformed state dict when it changes weights
+ * (HarmoQ). See CONTRIBUTING.md, "Adding a PTQ method".
  */
 import type { CalibrationData, Rng } from '@harmoq/data';
 import type { SwinIRConfig, SwinIRModel } from '@harmoq/swinir';
@@ -65,9 +66,30 @@ export interface CalibrationContext {
   tfjsBounds(bounds: BoundsMap, trainable: boolean): TfBoundsMap;
   /** Throws a CalibrationError naming the site and step if `values` holds NaN or Inf. */
   checkFinite(values: ArrayLike<number>, site: string, step: number): void;
+  /**
+   * A context for the same plan, data and settings over another state dict (same keys and shapes), e.g. weights a
+   * method transformed: its statistics, float outputs and tfjs model are its own (recomputed on first use), and it
+   * is disposed with this one. Its rng is a fork of this one's.
+   */
+  withStateDict(stateDict: StateDict): CalibrationContext;
 }
 
-export interface PtqMethod<O extends Record<string, unknown>> {
+/**
+ * What a method that changes weights returns: the bounds, and the float state dict they belong to (same keys and
+ * shapes as ctx.stateDict; tensors that differ are saved next to the qparams file and applied at evaluation).
+ */
+export interface CalibrationResult {
+  bounds: BoundsMap;
+  stateDict: StateDict;
+}
+
+/** The bounds of a method's result, and its state dict when it returned one. */
+export function calibrationParts(result: BoundsMap | CalibrationResult): { bounds: BoundsMap; stateDict?: StateDict } {
+  return result instanceof Map ? { bounds: result } : result;
+}
+
+/** `R`: a BoundsMap (most methods), or a CalibrationResult for methods that change weights. */
+export interface PtqMethod<O extends Record<string, unknown>, R extends BoundsMap | CalibrationResult = BoundsMap> {
   /** Registry key and CLI name. */
   readonly name: string;
   /** Citation of the paper the method comes from. */
@@ -80,10 +102,10 @@ export interface PtqMethod<O extends Record<string, unknown>> {
   readonly options: z.ZodType<O>;
   /** Option overrides per preset ('quick' for 2 CPU cores, 'paper' for the published settings). */
   readonly presets?: Partial<Record<PresetName, Partial<O>>>;
-  /** Bounds for every site in ctx.sites. */
-  calibrate(ctx: CalibrationContext, options: O): Promise<BoundsMap>;
+  /** Bounds for every site in ctx.sites (plus the transformed state dict, for methods that change weights). */
+  calibrate(ctx: CalibrationContext, options: O): Promise<R>;
 }
 
 /** A method of any option type, as the registry holds them (each entry keeps its own option type). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- option types differ per method; PtqMethod<unknown> would reject them
-export type AnyPtqMethod = PtqMethod<any>;
+export type AnyPtqMethod = PtqMethod<any, BoundsMap | CalibrationResult>;

@@ -3,6 +3,7 @@
  * (bits, form, granularity, symmetry), and the bounds every quantizer gets.
  */
 import type { SwinIRConfig } from '@harmoq/swinir';
+import type { StateDict } from '@harmoq/torch-io';
 import { z } from 'zod';
 import { CalibrationError, ConfigError } from './errors';
 import { noiseProblem } from './noise';
@@ -43,6 +44,11 @@ export interface QuantPlan {
   sites: QuantSite[];
   byId: Map<string, QuantSite>;
   spec(site: QuantSite): QuantizerSpec;
+  /**
+   * Float tensors that replace the checkpoint's before quantizing (a method that transforms weights, e.g. HarmoQ,
+   * records them in a sidecar file; qparamsPlan loads them). `quantizedEngineOptions` applies them.
+   */
+  weightOverrides?: StateDict;
 }
 
 export function makePlan(config: SwinIRConfig, settings: QuantSettings): QuantPlan {

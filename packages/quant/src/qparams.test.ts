@@ -34,7 +34,7 @@ function writeJson(name: string, value: unknown): string {
 describe('qparams files', () => {
   test('record the run: method, options, bits, model, checkpoint, calibration data, code version, bounds per site', () => {
     expect(qparams).toMatchObject({
-      format: 'harmoq-qparams', version: 2, method: 'dobi', options: { search: 'paper', steps: 100 }, preset: 'quick', seed: 11, wbits: 3, abits: 4,
+      format: 'harmoq-qparams', version: 3, method: 'dobi', options: { search: 'paper', steps: 100 }, preset: 'quick', seed: 11, wbits: 3, abits: 4,
       model: { arch: 'tiny', scale: 2, checkpoint: { file: 'model.pth', sha256: sha } },
       calibration: { count: 3, patchSize: 16, heldOutCount: 1, seed: 11, scale: 2, augment: true, resize: 'matlab-imresize-uint8' },
       code: { package: '@harmoq/quant' },
@@ -64,8 +64,14 @@ describe('qparams files', () => {
     expect(() => readQParams(writeJson('extra.json', { ...qparams, comment: 'hi' }))).toThrow(/unknown key 'comment'/);
     expect(() => readQParams(writeJson('nested.json', { ...qparams, calibration: { ...qparams.calibration, patchsize: 3 } })))
       .toThrow(/calibration: unknown key 'patchsize'/);
-    expect(() => readQParams(writeJson('v3.json', { ...qparams, version: 3 }))).toThrow(/version 3 \(supported: 1, 2\)/);
+    expect(() => readQParams(writeJson('v4.json', { ...qparams, version: 4 }))).toThrow(/version 4 \(supported: 1, 2, 3\)/);
     expect(readQParams(writeJson('v1.json', { ...qparams, version: 1 })).version).toBe(1); // version 1: bounds without noise/twin
+    expect(readQParams(writeJson('v2.json', { ...qparams, version: 2 })).version).toBe(2);
+    const weights = { file: 'w.safetensors', sha256: 'ef'.repeat(32), tensors: ['conv_first.weight'] };
+    expect(() => readQParams(writeJson('v2-weights.json', { ...qparams, version: 2, weights }))).toThrow(/weight overrides need qparams version 3/);
+    // A version-3 file whose sidecar is missing is refused when its plan is made, naming the file it needs.
+    const noSidecar = writeJson('v3-weights.json', { ...qparams, weights });
+    expect(() => qparamsPlan(readQParams(noSidecar), noSidecar)).toThrow(/needs its weight file '.*w\.safetensors'/);
     const site = 'layers.0.residual_group.blocks.0.mlp.fc1.input';
     const noisy = { ...qparams.bounds, [site]: { ...qparams.bounds[site], noise: [0.1] } };
     expect(() => readQParams(writeJson('v1-noise.json', { ...qparams, version: 1, bounds: noisy }))).toThrow(/noise and twin bounds need qparams version 2/);

@@ -4,11 +4,17 @@
  * sha256, the calibration data (files with hashes, seed, patch size, counts, split), the preset, the code
  * version and the bounds of every quantizer. Unknown keys are refused; a file is only applied to the
  * architecture, checkpoint and scale it was made for.
+ *
+ * Version 3 adds `weights`: a method that transforms float weights (HarmoQ) has the tensors that differ from the
+ * checkpoint saved in a safetensors sidecar next to the qparams file (`<name>.weights.safetensors`), recorded by
+ * name and sha256; qparamsPlan loads it, refusing a sidecar whose hash differs.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { repoRoot, writeFileAtomic } from '@harmoq/data';
 import type { SwinIRConfig } from '@harmoq/swinir';
+import { encodeSafetensors, readSafetensors, sha256Bytes, type StateDict } from '@harmoq/torch-io';
 import { z } from 'zod';
 import { calibrationSettingsSchema, zodMessage } from './config';
 import { ConfigError } from './errors';
@@ -16,9 +22,12 @@ import { PRESET_NAMES } from './method';
 import { DEFAULT_QUANT_SETTINGS, makePlan, quantSettingsSchema, validateBounds, type BoundsMap, type QuantPlan } from './plan';
 
 export const QPARAMS_FORMAT = 'harmoq-qparams';
-/** 2 added optional per-site `noise` (NoisyQuant) and `twin` (PTQ4ViT) to the bounds; version-1 files still read. */
-export const QPARAMS_VERSION = 2;
-export const SUPPORTED_QPARAMS_VERSIONS: readonly number[] = [1, QPARAMS_VERSION];
+/**
+ * 2 added optional per-site `noise` (NoisyQuant) and `twin` (PTQ4ViT) to the bounds; 3 the optional `weights`
+ * sidecar. Version-1 and -2 files still read.
+ */
+export const QPARAMS_VERSION = 3;
+export const SUPPORTED_QPARAMS_VERSIONS: readonly number[] = [1, 2, QPARAMS_VERSION];
 
 const swinirConfigSchema = z.strictObject({
   upscale: z.number().int(),
@@ -42,7 +51,7 @@ const fileSchema = z.strictObject({ name: z.string(), sha256: z.string().regex(/
 
 export const qparamsSchema = z.strictObject({
   format: z.literal(QPARAMS_FORMAT),
-  version: z.union([z.literal(1), z.literal(QPARAMS_VERSION)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(QPARAMS_VERSION)]),
   method: z.string(),
   options: z.record(z.string(), z.unknown()),
   preset: z.enum(PRESET_NAMES as unknown as ['quick', 'paper']),
@@ -67,6 +76,8 @@ export const qparamsSchema = z.strictObject({
   code: z.strictObject({ package: z.string(), version: z.string(), git: z.string().nullable() }),
   created: z.string(),
   seconds: z.number(),
+  /** Float tensors that replace the checkpoint's (version 3): the sidecar's file name (next to this file), hash and keys. */
+  weights: z.strictObject({ file: z.string(), sha256: z.string().regex(/^[0-9a-f]{64}$/), tensors: z.array(z.string()) }).optional(),
   bounds: z.record(z.string(), z.strictObject({
     lower: z.array(z.number()),
     upper: z.array(z.number()),
@@ -75,7 +86,7 @@ export const qparamsSchema = z.strictObject({
   })),
 }).refine((q) => q.version > 1 || Object.values(q.bounds).every((b) => !b.noise && !b.twin), {
   message: 'noise and twin bounds need qparams version 2', path: ['version'],
-});
+}).refine((q) => q.version > 2 || !q.weights, { message: 'weight overrides need qparams version 3', path: ['version'] });
 export type QParams = z.infer<typeof qparamsSchema>;
 
 /** The package version and, when this is a git checkout, the commit. */
@@ -91,9 +102,70 @@ export function codeVersion(): QParams['code'] {
   return { package: pkg.name, version: pkg.version, git };
 }
 
-/** Writes bounds one quantizer per line; the rest indented. Atomic. */
+/** Weight tensors that belong to a qparams object: set by quantizeModel (not yet written) or by readQParams (its file). */
+const weightSources = new WeakMap<QParams, StateDict | string>();
+
+/** The sidecar's bytes for a set of override tensors, and their sha256 (what `weights.sha256` records). */
+export function encodeWeightOverrides(tensors: StateDict): { bytes: Uint8Array; sha256: string } {
+  const bytes = Buffer.concat(encodeSafetensors(tensors));
+  return { bytes, sha256: sha256Bytes(bytes) };
+}
+
+/** Attaches the override tensors to a qparams object whose `weights` records them (quantizeModel does this). */
+export function attachWeightOverrides(qparams: QParams, tensors: StateDict): void {
+  weightSources.set(qparams, tensors);
+}
+
+/** The sidecar file name for a qparams file: `h.json` -> `h.weights.safetensors`. */
+export function weightsFileFor(qparamsFile: string): string {
+  return `${path.basename(qparamsFile).replace(/\.json$/, '')}.weights.safetensors`;
+}
+
+/**
+ * The override tensors of a qparams object (undefined when it has none): those attached in memory, else the
+ * sidecar next to `file`, refused if its sha256 differs from the recorded one.
+ */
+export function weightOverrides(qparams: QParams, file = 'qparams'): StateDict | undefined {
+  if (!qparams.weights) return undefined;
+  const source = weightSources.get(qparams) ?? file;
+  if (typeof source !== 'string') return source;
+  const sidecar = path.join(path.dirname(source), qparams.weights.file);
+  let bytes: Uint8Array;
+  try {
+    bytes = fs.readFileSync(sidecar);
+  } catch (err) {
+    throw new ConfigError(`qparams file '${source}' needs its weight file '${sidecar}': ${(err as Error).message}`, { value: sidecar });
+  }
+  const sha = sha256Bytes(bytes);
+  if (sha !== qparams.weights.sha256) {
+    throw new ConfigError(
+      `weight file '${sidecar}' has sha256 ${sha.slice(0, 12)}..., but '${source}' records ${qparams.weights.sha256.slice(0, 12)}... (a stale or foreign sidecar)`,
+      { value: sidecar });
+  }
+  const tensors = readSafetensors(bytes, sidecar).stateDict;
+  const keys = [...tensors.keys()];
+  if (keys.join('\n') !== qparams.weights.tensors.join('\n')) {
+    throw new ConfigError(`weight file '${sidecar}' holds tensors [${keys.join(', ')}], '${source}' lists [${qparams.weights.tensors.join(', ')}]`, { value: sidecar });
+  }
+  weightSources.set(qparams, tensors);
+  return tensors;
+}
+
+/**
+ * Writes bounds one quantizer per line; the rest indented. Atomic. A qparams object with weight overrides gets
+ * its sidecar `<name>.weights.safetensors` written first (also atomic), and `weights.file` names it.
+ */
 export async function writeQParams(file: string, qparams: QParams): Promise<void> {
-  const checked = qparamsSchema.parse(qparams);
+  let checked = qparamsSchema.parse(qparams);
+  if (checked.weights) {
+    const tensors = weightOverrides(qparams);
+    const { bytes, sha256 } = encodeWeightOverrides(tensors!);
+    if (sha256 !== checked.weights.sha256) throw new ConfigError(`writeQParams: the weight overrides' sha256 ${sha256} differs from the recorded ${checked.weights.sha256}`);
+    const name = weightsFileFor(file);
+    await writeFileAtomic(path.join(path.dirname(file), name), bytes);
+    checked = { ...checked, weights: { ...checked.weights, file: name } };
+    qparams.weights = checked.weights;
+  }
   const { bounds, ...rest } = checked;
   const head = JSON.stringify(rest, null, 2).replace(/\[\s+([^\][{}]*?)\s+\]/g, (_m, inner: string) => `[${inner.replace(/\s*\n\s*/g, ' ')}]`);
   const lines = Object.entries(bounds).map(([id, b]) => `    ${JSON.stringify(id)}: ${JSON.stringify(b)}`);
@@ -127,6 +199,7 @@ export function readQParams(file: string): QParams {
   }
   const parsed = qparamsSchema.safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid qparams file '${file}': ${zodMessage(parsed.error)}`, { value: file });
+  if (parsed.data.weights) weightSources.set(parsed.data, file);
   return parsed.data;
 }
 
@@ -167,10 +240,14 @@ export function checkQParamsFor(qparams: QParams, model: ModelIdentity, file: st
   }
 }
 
-/** The plan and bounds a qparams file describes, checked against each other. */
+/**
+ * The plan and bounds a qparams file describes, checked against each other; the plan carries the file's weight
+ * overrides (loaded from the sidecar next to `file` and hash-checked), which quantizedEngineOptions applies.
+ */
 export function qparamsPlan(qparams: QParams, file = 'qparams'): { plan: QuantPlan; bounds: BoundsMap } {
   const plan = makePlan(qparams.model.config as SwinIRConfig, { ...DEFAULT_QUANT_SETTINGS, ...qparams.quantizer, wbits: qparams.wbits, abits: qparams.abits });
   const bounds: BoundsMap = new Map(Object.entries(qparams.bounds));
   validateBounds(plan, bounds, { file });
-  return { plan, bounds };
+  const overrides = weightOverrides(qparams, file);
+  return { plan: overrides ? { ...plan, weightOverrides: overrides } : plan, bounds };
 }

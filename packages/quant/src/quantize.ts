@@ -7,13 +7,14 @@ import * as tf from '@tensorflow/tfjs';
 import { calibrationPatches, seededRng } from '@harmoq/data';
 import { defaultThreads, type EngineName, type EngineOptions } from '@harmoq/engine';
 import { toFloat32, type ActivationHook, type SwinIRConfig } from '@harmoq/swinir';
-import { sha256File, type StateDict } from '@harmoq/torch-io';
+import { bytesOfData, sha256File, type StateDict } from '@harmoq/torch-io';
 import { methodByName, type QuantizeRequest } from './config';
 import { createCalibrationContext } from './context';
-import type { ProgressUpdate } from './method';
+import { CalibrationError } from './errors';
+import { calibrationParts, type ProgressUpdate } from './method';
 import { onnxQuantSites, quantizedWeight } from './onnx';
 import { makePlan, validateBounds, type BoundsMap, type QuantPlan } from './plan';
-import { codeVersion, QPARAMS_FORMAT, QPARAMS_VERSION, type QParams } from './qparams';
+import { attachWeightOverrides, codeVersion, encodeWeightOverrides, QPARAMS_FORMAT, QPARAMS_VERSION, type QParams } from './qparams';
 import { quantizeStateDict, tfjsQuantHooks, toTfBounds } from './tfjs';
 
 export interface ModelToQuantize {
@@ -48,14 +49,17 @@ export async function quantizeModel(model: ModelToQuantize, request: QuantizeReq
     captureEngine: c.engine, bins: c.bins, channelBins: c.channelBins, onProgress: options.onProgress,
   });
   let bounds: BoundsMap;
+  let changed: StateDict | undefined;
   try {
-    bounds = await method.calibrate(ctx, request.options);
+    const result = calibrationParts(await method.calibrate(ctx, request.options));
+    bounds = result.bounds;
+    if (result.stateDict) changed = changedTensors(model.stateDict, result.stateDict);
   } finally {
     ctx.dispose();
   }
   validateBounds(plan, bounds);
   const hashed = (names: string[]) => names.map((name) => ({ name, sha256: sha256File(path.join(data.description.folder, name)) }));
-  return {
+  const qparams: QParams = {
     format: QPARAMS_FORMAT,
     version: QPARAMS_VERSION,
     method: method.name,
@@ -78,17 +82,49 @@ export async function quantizeModel(model: ModelToQuantize, request: QuantizeReq
     code: codeVersion(),
     created: new Date().toISOString(),
     seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    ...(changed && changed.size > 0 ? { weights: { file: 'weights.safetensors', sha256: encodeWeightOverrides(changed).sha256, tensors: [...changed.keys()] } } : {}),
     bounds: Object.fromEntries(plan.sites.map((s) => [s.id, bounds.get(s.id)!])),
   };
+  if (qparams.weights) attachWeightOverrides(qparams, changed!);
+  return qparams;
+}
+
+/** The tensors of `transformed` whose values differ from `original` (same keys, shapes and dtypes required). */
+function changedTensors(original: StateDict, transformed: StateDict): StateDict {
+  const out: StateDict = new Map();
+  for (const [key, t] of transformed) {
+    const o = original.get(key);
+    if (!o || o.shape.join() !== t.shape.join() || o.dtype !== t.dtype) {
+      throw new CalibrationError(`the method's state dict has '${key}' ${t.dtype}[${t.shape.join(', ')}], the checkpoint ${o ? `${o.dtype}[${o.shape.join(', ')}]` : 'has no such tensor'}`);
+    }
+    if (!Buffer.from(bytesOfData(o.data)).equals(bytesOfData(t.data))) out.set(key, t);
+  }
+  return out;
+}
+
+/** The checkpoint with a plan's weight overrides applied (itself when there are none). */
+export function withWeightOverrides(plan: QuantPlan, stateDict: StateDict): StateDict {
+  if (!plan.weightOverrides) return stateDict;
+  const merged: StateDict = new Map(stateDict);
+  for (const [key, t] of plan.weightOverrides) {
+    const o = stateDict.get(key);
+    if (!o || o.shape.join() !== t.shape.join()) {
+      throw new CalibrationError(`weight override '${key}' [${t.shape.join(', ')}] does not match the checkpoint (${o ? `[${o.shape.join(', ')}]` : 'no such tensor'})`);
+    }
+    merged.set(key, t);
+  }
+  return merged;
 }
 
 /**
  * Engine options that run the model fake-quantized: on onnx, fake-quant nodes at the sites (weights
  * swapped for their quantized values); on tfjs, a state dict with quantized weights and an activation hook.
+ * The plan's weight overrides (qparams version 3) replace the checkpoint's tensors first.
  */
 export function quantizedEngineOptions(
-  plan: QuantPlan, bounds: BoundsMap, stateDict: StateDict, engine: EngineName,
+  plan: QuantPlan, bounds: BoundsMap, checkpoint: StateDict, engine: EngineName,
 ): Pick<EngineOptions, 'stateDict' | 'sites' | 'hook'> {
+  const stateDict = withWeightOverrides(plan, checkpoint);
   if (engine === 'onnx') return { stateDict, sites: onnxQuantSites(plan, bounds, stateDict) };
   const quantized = quantizeStateDict(plan, bounds, stateDict, (site) => quantizedWeight(plan, site, bounds.get(site.id)!, stateDict));
   const tensors = new Map<string, tf.Tensor>();

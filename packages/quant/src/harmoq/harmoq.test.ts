@@ -1,0 +1,215 @@
+/**
+ * HarmoQ's stages on the tiny golden model and on synthetic layers: HSO keeps the float model (onnxruntime) and its
+ * closed form is at the best of a grid search; SRC's moment formulas, ridge and GPTQ; the method end to end through
+ * a qparams file with a weights sidecar (hash-checked), and its stage switches.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { dataDir, seededRng, type CalibrationData } from '@harmoq/data';
+import type { SwinIRConfig } from '@harmoq/swinir';
+import type { StateDict } from '@harmoq/torch-io';
+import { forwardPatches } from '../capture';
+import { resolveRequest } from '../config';
+import { createCalibrationContext } from '../context';
+import { DEFAULT_QUANT_SETTINGS, makePlan, type BoundsMap, type QuantPlan } from '../plan';
+import { qparamsPlan, readQParams, writeQParams } from '../qparams';
+import { quantizeModel, quantizedEngineOptions } from '../quantize';
+import { fakeQuantize } from '../quantizer';
+import { tinyFixture } from '../testing/tiny-model';
+import { linearInputMoments } from './capture';
+import { absorbScales, balanceProblem, closedFormScales, harmonize, harmonizedScales, modelledError, scaleGroups, type BalanceProblem } from './hso';
+import { gptqRound, gramsOf, outputError, ridgeWeights, roundToGrid, type Grams } from './src';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-method-'));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+let stateDict: StateDict;
+let config: SwinIRConfig;
+let data: CalibrationData;
+let plan: QuantPlan;
+
+beforeAll(async () => {
+  ({ stateDict, config, data } = await tinyFixture());
+  plan = makePlan(config, { ...DEFAULT_QUANT_SETTINGS, wbits: 2, abits: 2 });
+});
+
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+describe('HSO', () => {
+  test('absorbing scales keeps the float model: onnxruntime outputs within 1e-5, for the closed form and for random scales', async () => {
+    const fp = await forwardPatches(plan, stateDict, data.calibration, null, 1);
+    const hso = await harmonize(plan, stateDict, (sites) => linearInputMoments(plan, stateDict, data.calibration, sites, null, 1));
+    expect(hso.groups.map((g) => g.group.kind)).toEqual(Array(config.depths.reduce((a, b) => a + b, 0)).fill(['proj', 'qkv', 'fc1']).flat());
+    expect(hso.groups.some((g) => g.gamma > 0)).toBe(true); // something moved, so the check below is not vacuous
+    expect(hso.groups.every((g) => g.after <= g.before)).toBe(true);
+    expect(maxDiff(await forwardPatches(plan, hso.stateDict, data.calibration, null, 1), fp)).toBeLessThan(1e-5);
+    // Random scales over 1/8..8 on every group: still the same function, while the weights changed a lot.
+    const rng = seededRng(9);
+    const sd: StateDict = new Map(stateDict);
+    for (const group of scaleGroups(plan)) absorbScales(sd, group, Float64Array.from({ length: config.embedDim }, () => 2 ** (6 * rng.next() - 3)), config.embedDim);
+    expect(maxDiff(await forwardPatches(plan, sd, data.calibration, null, 1), fp)).toBeLessThan(1e-5);
+    const key = 'layers.0.residual_group.blocks.0.norm1.weight';
+    expect(maxDiff(sd.get(key)!.data as Float32Array, stateDict.get(key)!.data as Float32Array)).toBeGreaterThan(1e-2);
+  });
+
+  /** Two channels: x_0 small, x_1 an outlier channel; weights the other way round. */
+  const problem = (abits: number, wbits: number): BalanceProblem => ({
+    second: Float64Array.from([0.04, 9]), lo: Float64Array.from([-0.5, -1]), hi: Float64Array.from([0.5, 12]),
+    weights: [{ values: Float64Array.from([1.5, 0.02, -0.8, 0.05, 0.3, -0.01]), rows: 3 }],
+    abits, wbits, activationPerChannel: false, weightPerChannel: false,
+  });
+  /** The modelled error over s = (1, t), t on a fine log grid (a common factor changes nothing). */
+  const gridBest = (p: BalanceProblem) => {
+    let best = Infinity;
+    for (let k = -3000; k <= 3000; k++) best = Math.min(best, modelledError(p, Float64Array.from([1, 10 ** (k / 1000)])));
+    return best;
+  };
+
+  test.each([[2, 2], [4, 4], [2, 8], [8, 2]])('W%iA%i: HSO lands within 1% of the best of a grid search of its objective', (wbits, abits) => {
+    const p = problem(abits, wbits);
+    const { scales, before, after } = harmonizedScales(p);
+    const best = gridBest(p);
+    expect(after).toBeLessThan(before);
+    expect(modelledError(p, scales)).toBeCloseTo(after, 10);
+    expect(after).toBeLessThanOrEqual(best * 1.01);
+  });
+
+  test('the closed form divides the outlier channel; the bit widths decide which range kink the selection stops at', () => {
+    const s = closedFormScales(problem(2, 2));
+    expect(s[0] * s[1]).toBeCloseTo(1, 10); // geometric mean 1
+    expect(s[1] / s[0]).toBeGreaterThan(10); // the outlier channel is divided more
+    // 2-bit activations, 8-bit weights: scale until x_1/s_1 no longer sets the activation range (12 / 0.5 = 24).
+    const w8a2 = harmonizedScales(problem(2, 8)).scales;
+    expect(w8a2[1] / w8a2[0]).toBeGreaterThan(24 * 0.98);
+    expect(w8a2[1] / w8a2[0]).toBeLessThan(24 * 1.02);
+    // 8-bit activations, 2-bit weights: scale until W_:1 s_1 starts to set the weight range (1.5 / 0.05 = 30).
+    const w2a8 = harmonizedScales(problem(8, 2)).scales;
+    expect(w2a8[1] / w2a8[0]).toBeGreaterThan(30 * 0.98);
+    expect(w2a8[1] / w2a8[0]).toBeLessThan(30 * 1.02);
+  });
+});
+
+describe('SRC', () => {
+  /** Correlated inputs x (N x n), their per-tensor 2-bit quantization, a weight W (rows x n). */
+  const rows = 5, n = 6, count = 4000;
+  const rng = seededRng(4);
+  const x = new Float32Array(count * n);
+  for (let t = 0; t < count; t++) {
+    const common = rng.next() * 2 - 1;
+    for (let j = 0; j < n; j++) x[t * n + j] = common * (1 + j / 3) + 0.3 * (rng.next() * 2 - 1);
+  }
+  const q = fakeQuantize(x, { lower: [-2], upper: [2.6] }, 2, 'real-offset');
+  const w = Float64Array.from({ length: rows * n }, () => rng.next() * 2 - 1);
+  const moments = (): Grams => {
+    const g: Grams = { n, f: new Float64Array(n * n), h: new Float64Array(n * n), c: new Float64Array(n * n) };
+    for (let t = 0; t < count; t++) {
+      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) {
+        g.f[i * n + j] += (x[t * n + i] * x[t * n + j]) / count;
+        g.h[i * n + j] += (q[t * n + i] * q[t * n + j]) / count;
+        g.c[i * n + j] += (x[t * n + i] * q[t * n + j]) / count;
+      }
+    }
+    return g;
+  };
+  const direct = (v: Float64Array) => {
+    let sum = 0;
+    for (let t = 0; t < count; t++) {
+      for (let r = 0; r < rows; r++) {
+        let e = 0;
+        for (let j = 0; j < n; j++) e += w[r * n + j] * x[t * n + j] - v[r * n + j] * q[t * n + j];
+        sum += e * e;
+      }
+    }
+    return sum / count;
+  };
+  const g = moments();
+
+  test('the moment formula is the output error; the ridge solution beats W and is the least-squares optimum at λ -> 0', () => {
+    expect(outputError(w, w, rows, g)).toBeCloseTo(direct(w), 8);
+    const v = ridgeWeights(w, rows, g, 1e-9);
+    expect(outputError(w, v, rows, g)).toBeCloseTo(direct(v), 8);
+    expect(direct(v)).toBeLessThan(0.9 * direct(w));
+    // Optimality: any small perturbation raises the error.
+    for (let k = 0; k < 5; k++) {
+      const p = v.map((val) => val + 0.01 * (rng.next() - 0.5));
+      expect(direct(p)).toBeGreaterThan(direct(v));
+    }
+    expect(outputError(w, ridgeWeights(w, rows, g, 1e9), rows, g)).toBeCloseTo(outputError(w, w, rows, g), 6); // λ -> ∞ keeps W
+  });
+
+  test('GPTQ rounding is on the grid and beats plain rounding of the same weights', () => {
+    const bounds = { lower: [-1.2], upper: [1.1] }, spec = { bits: 2, form: 'real-offset' as const, symmetric: false, perChannel: false };
+    const v = ridgeWeights(w, rows, g, 1e-3);
+    const gq = gptqRound(v, rows, n, g.h, bounds, spec);
+    const f32 = Float32Array.from(gq);
+    expect(Array.from(fakeQuantize(f32, bounds, 2, 'real-offset'))).toEqual(Array.from(f32));
+    expect(outputError(w, gq, rows, g)).toBeLessThan(outputError(w, roundToGrid(v, rows, n, bounds, spec), rows, g));
+  });
+
+  test('Gram capture in the graph equals the moments of the captured tensors', async () => {
+    const site = plan.sites.find((s) => s.id.endsWith('blocks.0.mlp.fc1.input'))!;
+    const bounds: BoundsMap = new Map([[site.id, { lower: [-1], upper: [1.5] }]]);
+    const m = (await linearInputMoments(plan, stateDict, data.calibration, [site], bounds, 1)).get(site.id)!;
+    const grams = gramsOf(m);
+    // Diagonal of the float Gram >= the squares of min and max over the tokens; Q(x) in [-1, 1.5].
+    for (let j = 0; j < m.channels; j++) {
+      expect(grams.f[j * m.channels + j]).toBeGreaterThan(0);
+      expect(grams.h[j * m.channels + j]).toBeLessThanOrEqual(1.5 ** 2 + 1e-6);
+      expect(m.max[j]).toBeGreaterThanOrEqual(m.min[j]);
+    }
+    expect(m.rows).toBe(data.calibration.lrShape[0] * 16 * 16);
+  });
+});
+
+describe('harmoq method', () => {
+  const model = () => ({ arch: 'tiny', config, stateDict, checkpoint: { file: '/x/model.pth', sha256: 'cd'.repeat(32) } });
+  const tiny = ['count=4', 'patchSize=16', 'heldOutCount=2', 'steps=20'];
+
+  test('end to end: weights sidecar written, hash-checked, applied by quantizedEngineOptions; stages switch off', async () => {
+    const request = resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, seed: 5, set: [...tiny, 'rounds=1'] });
+    const qp = await quantizeModel(model(), request, { dataDir: dataDir(), threads: 1 });
+    expect(qp.version).toBe(3);
+    expect(qp.weights!.tensors.some((k) => k.endsWith('norm1.weight'))).toBe(true); // HSO moved a LayerNorm
+    const file = path.join(tmp, 'h.json');
+    await writeQParams(file, qp);
+    expect(qp.weights!.file).toBe('h.weights.safetensors');
+    expect(fs.existsSync(path.join(tmp, 'h.weights.safetensors'))).toBe(true);
+    const { plan: p, bounds } = qparamsPlan(readQParams(file), file);
+    expect([...p.weightOverrides!.keys()]).toEqual(qp.weights!.tensors);
+    // The engine runs the transformed weights: its output differs from the same bounds on the checkpoint's weights.
+    const withOverrides = await forwardPatches(p, quantizedEngineOptions(p, bounds, stateDict, 'onnx').stateDict!, data.heldOut, bounds, 1);
+    const without = await forwardPatches(p, stateDict, data.heldOut, bounds, 1);
+    expect(maxDiff(withOverrides, without)).toBeGreaterThan(1e-3);
+    // A sidecar with other bytes is refused.
+    const sidecar = path.join(tmp, 'h.weights.safetensors');
+    const bytes = fs.readFileSync(sidecar);
+    bytes[bytes.length - 1] ^= 1;
+    fs.writeFileSync(sidecar, bytes);
+    expect(() => qparamsPlan(readQParams(file), file)).toThrow(/h\.weights\.safetensors' has sha256 .* but .* records/);
+  });
+
+  test('all three stages off is DOBI, with no weights; `src=false` and `options.src=false` both switch SRC', async () => {
+    const off = resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, seed: 5, set: [...tiny, 'src=false', 'options.hso=false', 'abr=false'] });
+    expect(off.options).toMatchObject({ src: false, hso: false, abr: false });
+    const qp = await quantizeModel(model(), off, { dataDir: dataDir(), threads: 1 });
+    const dobi = await quantizeModel(model(), resolveRequest({ method: 'dobi', wbits: 2, abits: 2, seed: 5, set: ['count=4', 'patchSize=16', 'heldOutCount=2', 'steps=20'] }),
+      { dataDir: dataDir(), threads: 1 });
+    expect(qp.weights).toBeUndefined();
+    expect(qp.bounds).toEqual(dobi.bounds);
+  });
+
+  test('a derived context recomputes statistics on its own state dict', async () => {
+    const ctx = createCalibrationContext({ plan, stateDict, data, rng: seededRng(1), threads: 1, captureEngine: 'onnx', bins: 2048, channelBins: 64 });
+    const scaled: StateDict = new Map(stateDict);
+    const key = 'layers.0.residual_group.blocks.0.norm1.weight';
+    const t = stateDict.get(key)!;
+    scaled.set(key, { ...t, data: (t.data as Float32Array).map((v) => v * 3) });
+    const child = ctx.withStateDict(scaled);
+    const site = 'layers.0.residual_group.blocks.0.attn.qkv';
+    const [a, b] = [(await ctx.activationStats()).get(site)!, (await child.activationStats()).get(site)!];
+    expect(b.max[0]).not.toBeCloseTo(a.max[0], 3);
+    expect(() => ctx.withStateDict(new Map([...stateDict].slice(1)))).toThrow(/withStateDict: '.*' is missing/);
+    ctx.dispose();
+  });
+});

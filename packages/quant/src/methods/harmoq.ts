@@ -1,0 +1,94 @@
+/**
+ * HarmoQ: HSO (harmonized per-channel scales, closed form, absorbed into the float model; ../harmoq/hso.ts),
+ * DOBI bounds on the scaled model, ABR (bounds re-fitted round by round on the quantized model's own
+ * distributions, held-out stopping; ../harmoq/abr.ts), then SRC (each Linear's weight re-solved against its
+ * quantized input, ridge + GPTQ rounding, held-out choices; ../harmoq/src.ts). Each stage switches off on its own
+ * (`--set hso=false`, `src=false`, `abr=false`; or `options.hso=false`); all three off is DOBI.
+ * Paper: Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution",
+ * arXiv:2511.05868 (AAAI 2026). Only its abstract is known (anchors.md section 4): every stage here is our own
+ * derivation (docs/harmoq.md), which also lists where each departs from the abstract (e.g. ABR is a search, not
+ * gradient-based; the stages run HSO, ABR, SRC rather than the abstract's SRC, HSO, ABR order).
+ */
+import { z } from 'zod';
+import type { CalibrationContext, CalibrationResult, PtqMethod } from '../method';
+import type { BoundsMap } from '../plan';
+import { forwardPatches } from '../capture';
+import { refineBounds } from '../harmoq/abr';
+import { linearInputMoments } from '../harmoq/capture';
+import { harmonize } from '../harmoq/hso';
+import { calibrateResiduals } from '../harmoq/src';
+import type { QuantSite } from '../sites';
+import { dobi } from './dobi';
+
+export interface HarmoqOptions extends Record<string, unknown> {
+  /** Structural residual calibration (weights re-solved per Linear). */
+  src: boolean;
+  /** Harmonized scale optimization (per-channel scales absorbed into the float model). */
+  hso: boolean;
+  /** Adaptive boundary refinement (bounds re-fitted on the quantized model, held-out stopping). */
+  abr: boolean;
+  /** ABR's most rounds. */
+  rounds: number;
+  /** SRC rounds weights with GPTQ when that wins on held-out (else ridge + plain rounding, or W kept). */
+  gptq: boolean;
+  /** DOBI candidates (initial bounds and ABR's search). */
+  steps: number;
+}
+
+/** Mean squared difference on the held-out patches between `stateDict` fake-quantized with `bounds` and the original float model. */
+async function heldOutError(ctx: CalibrationContext, stateDict: CalibrationContext['stateDict'], bounds: BoundsMap): Promise<number> {
+  const [fp, q] = await Promise.all([ctx.forward(null, 'heldOut'), forwardPatches(ctx.plan, stateDict, ctx.data.heldOut, bounds, ctx.threads)]);
+  let sum = 0;
+  for (let i = 0; i < fp.length; i++) sum += (q[i] - fp[i]) ** 2;
+  return sum / fp.length;
+}
+
+export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
+  name: 'harmoq',
+  paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
+  summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
+  defaults: { src: true, hso: true, abr: true, rounds: 3, gptq: true, steps: 100 },
+  options: z.strictObject({
+    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), gptq: z.boolean(),
+    steps: z.number().int().min(1).max(10000),
+  }),
+  async calibrate(ctx, opts) {
+    const { plan, threads } = ctx;
+    const moments = (stateDict: CalibrationContext['stateDict'], bounds: BoundsMap | null) =>
+      (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration') => linearInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads);
+    const note = (stage: string, text: string) => ctx.progress({ stage, step: 1, total: 1, note: text });
+
+    let stateDict = ctx.stateDict;
+    let scaled: CalibrationContext = ctx;
+    if (opts.hso) {
+      const hso = await harmonize(plan, stateDict, moments(stateDict, null));
+      const moved = hso.groups.filter((g) => g.gamma > 0);
+      const ratio = moved.reduce((a, g) => a + Math.log(g.after / g.before), 0) / Math.max(1, moved.length);
+      note('hso', `${moved.length}/${hso.groups.length} Linear inputs scaled, modelled error x${Math.exp(ratio).toFixed(3)} (geometric mean)`);
+      stateDict = hso.stateDict;
+      scaled = ctx.withStateDict(stateDict);
+    }
+    let bounds = await dobi.calibrate(scaled, { search: 'two-sided', steps: opts.steps });
+    const hasHeldOut = ctx.data.heldOut.lrShape[0] > 0;
+    if (opts.abr) {
+      if (!hasHeldOut) note('abr', 'no held-out patches: ABR needs them for its stopping rule, skipped');
+      else {
+        const abr = await refineBounds(plan, stateDict, ctx.data.calibration, bounds, opts.rounds, opts.steps, threads,
+          (b) => heldOutError(ctx, stateDict, b),
+          (r) => ctx.progress({ stage: 'abr', step: r.round, total: opts.rounds, loss: r.heldOutError, note: r.kept ? 'kept' : 'no gain, stop' }));
+        note('abr', `held-out output MSE ${abr.initialError.toExponential(4)} -> ${Math.min(abr.initialError, ...abr.rounds.map((r) => r.heldOutError)).toExponential(4)}`);
+        bounds = abr.bounds;
+      }
+    }
+    if (opts.src) {
+      const before = hasHeldOut ? await heldOutError(ctx, stateDict, bounds) : NaN;
+      const src = await calibrateResiduals(plan, stateDict, bounds, opts.gptq, moments(stateDict, bounds));
+      const counts = { keep: 0, ridge: 0, gptq: 0 };
+      src.decisions.forEach((d) => counts[d.choice]++);
+      stateDict = src.stateDict;
+      const after = hasHeldOut ? await heldOutError(ctx, stateDict, bounds) : NaN;
+      note('src', `Linears: ${counts.gptq} GPTQ, ${counts.ridge} ridge, ${counts.keep} kept; held-out output MSE ${before.toExponential(4)} -> ${after.toExponential(4)}`);
+    }
+    return stateDict === ctx.stateDict ? bounds : { bounds, stateDict };
+  },
+};
