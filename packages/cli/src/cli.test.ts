@@ -1,30 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { dataDir, goldenDir, readImage } from '@harmoq/data';
 import { readSafetensorsFile, loadStateDict } from '@harmoq/torch-io';
-import { run } from './main';
+import { harmoq, tempFolder } from './testing/harmoq';
 
 const golden = goldenDir();
 const weights = (s: number) => path.join(dataDir(), `weights/house/swinir_light_x${s}_house.pth`);
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-cli-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempFolder('harmoq-cli-');
 
-/** Runs the CLI in-process and captures what it printed. */
-async function harmoq(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const out = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((stdout += String(s)), true));
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
-  try {
-    const code = await run(argv);
-    return { code, stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 describe('harmoq eval reproduces the official test script on the stand-in checkpoints', () => {
   test.each([

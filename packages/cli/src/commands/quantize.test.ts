@@ -1,25 +1,12 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { dataDir } from '@harmoq/data';
 import { loadStateDict, writeSafetensors } from '@harmoq/torch-io';
-import { run } from '../main';
+import { harmoq, tempFolder } from '../testing/harmoq';
 
 const weights = (s: number) => path.join(dataDir(), `weights/house/swinir_light_x${s}_house.pth`);
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-quantize-'));
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tmp = tempFolder('harmoq-quantize-');
 
-async function harmoq(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '', stderr = '';
-  const out = jest.spyOn(process.stdout, 'write').mockImplementation((s) => ((stdout += String(s)), true));
-  const err = jest.spyOn(process.stderr, 'write').mockImplementation((s) => ((stderr += String(s)), true));
-  try {
-    return { code: await run(argv), stdout, stderr };
-  } finally {
-    out.mockRestore();
-    err.mockRestore();
-  }
-}
 
 const quantize = (out: string, ...extra: string[]) => harmoq('quantize', '--arch', 'swinir-light', '--scale', '2', '--weights', weights(2),
   '--method', 'minmax', '--wbits', '4', '--abits', '4', '--data', dataDir(), '--out', out, '--threads', '2', ...extra);
