@@ -21,9 +21,12 @@ export interface LinearMoments {
   gram: Float64Array;
   min: Float64Array;
   max: Float64Array;
-  /** With bounds: Σ Q(x) Q(x)ᵀ and Σ x Q(x)ᵀ under the site's own input quantizer. */
+  /** Σ x over the tokens. */
+  sum: Float64Array;
+  /** With bounds: Σ Q(x) Q(x)ᵀ, Σ x Q(x)ᵀ and Σ Q(x) under the site's own input quantizer. */
   qgram?: Float64Array;
   cross?: Float64Array;
+  qsum?: Float64Array;
 }
 
 /** Runs `patches` through a session built with `hook`, `batch` patches at a time, handing each result to `take`. */
@@ -63,26 +66,29 @@ export async function linearInputMoments(
     const n = s.channels;
     result.set(s.id, {
       channels: n, rows: 0, gram: new Float64Array(n * n), min: new Float64Array(n).fill(Infinity), max: new Float64Array(n).fill(-Infinity),
-      ...(bounds ? { qgram: new Float64Array(n * n), cross: new Float64Array(n * n) } : {}),
+      sum: new Float64Array(n), ...(bounds ? { qgram: new Float64Array(n * n), cross: new Float64Array(n * n), qsum: new Float64Array(n) } : {}),
     });
   }
-  const hook: SiteHook = (site, x, g, info) => {
+  const hook: SiteHook = (site, input, g, info) => {
     const list = byHook.get(site);
-    if (!list || info.kind !== 'linear_input') return x;
+    if (!list || info.kind !== 'linear_input') return input;
+    const x = input;
     const n = list[0].channels;
     const xt = g.op('Transpose', [x], { perm: [1, 0] });
     g.addOutput(g.op('MatMul', [xt, x]), 'float32', [n, n], out(site, 'gram'));
     g.addOutput(g.op('ReduceMin', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'min'));
     g.addOutput(g.op('ReduceMax', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'max'));
+    g.addOutput(g.op('ReduceSum', [x, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(site, 'sum'));
     g.addOutput(g.op('Shape', [x]), 'int64', [2], out(site, 'shape'));
     if (bounds) {
       for (const s of list) {
         const q = siteQuantNodes(g, x, bounds.get(s.id)!, plan.spec(s), info, `${s.id}.harmoq`);
         g.addOutput(g.op('MatMul', [g.op('Transpose', [q], { perm: [1, 0] }), q]), 'float32', [n, n], out(s.id, 'qgram'));
         g.addOutput(g.op('MatMul', [xt, q]), 'float32', [n, n], out(s.id, 'cross'));
+        g.addOutput(g.op('ReduceSum', [q, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(s.id, 'qsum'));
       }
     }
-    return x;
+    return input;
   };
   const addTo = (target: Float64Array, source: ort.Tensor) => {
     const d = source.data as Float32Array;
@@ -96,6 +102,7 @@ export async function linearInputMoments(
         const m = result.get(s.id)!;
         m.rows += rows;
         addTo(m.gram, gram);
+        addTo(m.sum, outputs[out(hookSite, 'sum')]);
         for (let j = 0; j < m.channels; j++) {
           m.min[j] = Math.min(m.min[j], mn[j]);
           m.max[j] = Math.max(m.max[j], mx[j]);
@@ -103,6 +110,7 @@ export async function linearInputMoments(
         if (bounds) {
           addTo(m.qgram!, outputs[out(s.id, 'qgram')]);
           addTo(m.cross!, outputs[out(s.id, 'cross')]);
+          addTo(m.qsum!, outputs[out(s.id, 'qsum')]);
         }
       }
     }

@@ -32,9 +32,22 @@ export interface Grams {
   c: Float64Array;
 }
 
-export function gramsOf(m: LinearMoments): Grams {
-  const scale = (a: Float64Array) => a.map((v) => v / m.rows);
-  return { n: m.channels, f: scale(m.gram), h: scale(m.qgram!), c: scale(m.cross!) };
+/**
+ * The Grams of a Linear input from its moments; `withBias` appends a constant 1 to x and Q(x), so that the layer's
+ * bias (the last column of [W b]) is solved for too: the ridge and GPTQ then also cancel the mean of the error.
+ */
+export function gramsOf(m: LinearMoments, withBias = false): Grams {
+  const n = m.channels, k = withBias ? n + 1 : n;
+  const build = (inner: Float64Array, rowMean: Float64Array, colMean: Float64Array) => {
+    const out = new Float64Array(k * k);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * k + j] = inner[i * n + j] / m.rows;
+    if (withBias) {
+      for (let i = 0; i < n; i++) [out[i * k + n], out[n * k + i]] = [rowMean[i] / m.rows, colMean[i] / m.rows];
+      out[n * k + n] = 1;
+    }
+    return out;
+  };
+  return { n: k, f: build(m.gram, m.sum, m.sum), h: build(m.qgram!, m.qsum!, m.qsum!), c: build(m.cross!, m.sum, m.qsum!) };
 }
 
 /** E||W x − V q||² from the moments: tr(W F Wᵀ) − 2 tr(W C Vᵀ) + tr(V H Vᵀ), per token. */
@@ -58,11 +71,26 @@ function plusDiagonal(a: Float64Array, n: number, lambda: number): Float64Array 
 export function ridgeWeights(w: Float64Array, rows: number, g: Grams, lambda: number): Float64Array {
   const rhs = matmul(w, g.c, rows, g.n, g.n);
   for (let i = 0; i < rhs.length; i++) rhs[i] += lambda * w[i];
-  return matmul(rhs, spdInverse(plusDiagonal(g.h, g.n, lambda), g.n, 'SRC ridge solve'), rows, g.n, g.n);
+  return matmul(rhs, dampedInverse(g.h, g.n, lambda, 'SRC ridge solve'), rows, g.n, g.n);
+}
+
+/**
+ * A positive definite H + λI, raising λ tenfold while the Cholesky factorisation fails: a low-bit Q(x) can have a
+ * channel that is constant (H singular with the bias column), and the float32 sums from the graph are not exact.
+ */
+function dampedInverse(h: Float64Array, n: number, lambda: number, what: string): Float64Array {
+  const unit = meanDiagonal(h, n) || 1;
+  for (let damp = lambda, tries = 0; ; damp = Math.max(damp * 10, 1e-6 * unit), tries++) {
+    try {
+      return spdInverse(plusDiagonal(h, n, damp), n, what);
+    } catch (err) {
+      if (tries >= 12) throw err;
+    }
+  }
 }
 
 /** Relative ridge strengths tried (λ = ρ · mean diag H); Infinity keeps W. */
-export const RIDGE_GRID: readonly number[] = [1e-4, 1e-3, 1e-2, 1e-1, 1, Infinity];
+export const RIDGE_GRID: readonly number[] = [1e-3, 1e-2, 1e-1, 1, Infinity];
 
 /** Row quantizers of a weight slice (one per row when per channel). */
 function rowQuantizers(bounds: Bounds, spec: QuantizerSpec, rows: number): ((x: number) => number)[] {
@@ -72,22 +100,23 @@ function rowQuantizers(bounds: Bounds, spec: QuantizerSpec, rows: number): ((x: 
   });
 }
 
-/** Plain rounding of every weight onto the grid. */
-export function roundToGrid(w: Float64Array, rows: number, n: number, bounds: Bounds, spec: QuantizerSpec): Float64Array {
+/** Plain rounding of the first `columns` columns (default all; a bias column after them stays float) onto the grid. */
+export function roundToGrid(w: Float64Array, rows: number, n: number, bounds: Bounds, spec: QuantizerSpec, columns = n): Float64Array {
   const q = rowQuantizers(bounds, spec, rows);
-  return Float64Array.from(w, (v, i) => q[Math.floor(i / n)](v));
+  return Float64Array.from(w, (v, i) => (i % n < columns ? q[Math.floor(i / n)](v) : v));
 }
 
 /**
  * GPTQ/OBQ rounding of W onto the grid for inputs with second moment H: columns in order, each quantization error
  * spread over the columns not yet quantized through the upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U).
  */
-export function gptqRound(w: Float64Array, rows: number, n: number, h: Float64Array, bounds: Bounds, spec: QuantizerSpec): Float64Array {
-  const damped = plusDiagonal(h, n, 0.01 * meanDiagonal(h, n) + 1e-12);
-  const l = cholesky(spdInverse(damped, n, 'GPTQ Hessian'), n, 'GPTQ inverse Hessian'); // U[j][k] = L[k][j]
+export function gptqRound(
+  w: Float64Array, rows: number, n: number, h: Float64Array, bounds: Bounds, spec: QuantizerSpec, columns = n,
+): Float64Array {
+  const l = cholesky(dampedInverse(h, n, 0.01 * meanDiagonal(h, n), 'GPTQ Hessian'), n, 'GPTQ inverse Hessian'); // U[j][k] = L[k][j]
   const q = rowQuantizers(bounds, spec, rows);
   const out = Float64Array.from(w);
-  for (let j = 0; j < n; j++) {
+  for (let j = 0; j < columns; j++) {
     const ujj = l[j * n + j];
     for (let r = 0; r < rows; r++) {
       const v = out[r * n + j], qv = q[r](v);
@@ -114,7 +143,7 @@ export interface SrcDecision {
 
 /** Solves one Linear: ridge strength on held-out, then keep / rounded ridge / GPTQ ridge by held-out error. */
 export function solveLinear(
-  w: Float64Array, rows: number, calibration: Grams, heldOut: Grams, bounds: Bounds, spec: QuantizerSpec, gptq: boolean,
+  w: Float64Array, rows: number, calibration: Grams, heldOut: Grams, bounds: Bounds, spec: QuantizerSpec, gptq: boolean, columns = calibration.n,
 ): SrcDecision {
   const n = calibration.n;
   const lambdaUnit = meanDiagonal(calibration.h, n);
@@ -125,15 +154,15 @@ export function solveLinear(
     const error = outputError(w, v, rows, heldOut);
     if (error < best.error) best = { rho, v, error };
   }
-  const plain = roundToGrid(w, rows, n, bounds, spec);
+  const plain = roundToGrid(w, rows, n, bounds, spec, columns);
   const before = outputError(w, plain, rows, heldOut);
   const candidates: { choice: SrcChoice; weights: Float64Array; quantized: Float64Array }[] = [
     { choice: 'keep', weights: w, quantized: plain },
-    { choice: 'ridge', weights: best.v, quantized: roundToGrid(best.v, rows, n, bounds, spec) },
+    { choice: 'ridge', weights: best.v, quantized: roundToGrid(best.v, rows, n, bounds, spec, columns) },
   ];
   if (gptq) {
     const lambda = Number.isFinite(best.rho) ? best.rho * lambdaUnit : 0;
-    const g = gptqRound(best.v, rows, n, plusDiagonal(calibration.h, n, lambda), bounds, spec);
+    const g = gptqRound(best.v, rows, n, plusDiagonal(calibration.h, n, lambda), bounds, spec, columns);
     candidates.push({ choice: 'gptq', weights: g, quantized: g });
   }
   let pick = { ...candidates[0], error: before };
@@ -144,33 +173,55 @@ export function solveLinear(
   return { choice: pick.choice, rho: best.rho, before, after: pick.error, weights: pick.weights };
 }
 
+export interface SrcVariant {
+  gptq: boolean;
+  stateDict: StateDict;
+  decisions: (SrcDecision & { site: string })[];
+}
+
 /**
- * SRC over every Linear of the plan: a transformed copy of `stateDict` and the decisions. `moments` captures the
- * Grams (with `bounds`' input quantizers) on the calibration and held-out patches.
+ * SRC over every Linear of the plan, once per entry of `gptq` (with and without GPTQ rounding): transformed copies
+ * of `stateDict` and the decisions. `moments` captures the Grams (with `bounds`' input quantizers) on the
+ * calibration and held-out patches, once for all variants.
  */
 export async function calibrateResiduals(
-  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: boolean,
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: readonly boolean[],
   moments: (sites: QuantSite[], set: 'calibration' | 'heldOut') => Promise<Map<string, LinearMoments>>,
-): Promise<{ stateDict: StateDict; decisions: (SrcDecision & { site: string })[] }> {
+): Promise<SrcVariant[]> {
   const pairs = linearPairs(plan);
   const inputs = pairs.map((p) => p.input);
   const cal = await moments(inputs, 'calibration');
   // Without held-out patches the choices fall back to the calibration moments (then they can overfit).
   const held = await moments(inputs, 'heldOut');
+  return gptq.map((useGptq) => residualVariant(plan, stateDict, bounds, pairs, cal, held, useGptq));
+}
+
+function residualVariant(
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, pairs: LinearPair[], cal: Map<string, LinearMoments>, held: Map<string, LinearMoments>, gptq: boolean,
+): SrcVariant {
   const sd: StateDict = new Map(stateDict);
   const decisions = pairs.map(({ input, weight }) => {
-    const rows = weight.shape![0];
-    const w = Float64Array.from(siteWeight(weight, sd));
+    const rows = weight.shape![0], n = input.channels;
+    const [start] = weight.rows!;
+    const biasKey = weight.weightKey!.replace(/weight$/, 'bias');
+    const bias = sd.has(biasKey) ? toFloat32(sd.get(biasKey)!, biasKey).subarray(start, start + rows) : undefined;
+    // [W b]: the bias is solved with the weights (never quantized), so the mean of the output error cancels too.
+    const k = bias ? n + 1 : n;
+    const values = siteWeight(weight, sd);
+    const w = Float64Array.from({ length: rows * k }, (_, i) => (i % k < n ? values[Math.floor(i / k) * n + (i % k)] : bias![Math.floor(i / k)]));
     const heldOut = held.get(input.id)!.rows > 0 ? held.get(input.id)! : cal.get(input.id)!;
-    const d = solveLinear(w, rows, gramsOf(cal.get(input.id)!), gramsOf(heldOut), bounds.get(weight.id)!, plan.spec(weight), gptq);
+    const d = solveLinear(w, rows, gramsOf(cal.get(input.id)!, !!bias), gramsOf(heldOut, !!bias), bounds.get(weight.id)!, plan.spec(weight), gptq, n);
     if (d.choice !== 'keep') {
-      const key = weight.weightKey!;
-      const t = sd.get(key)!;
-      const data = Float32Array.from(toFloat32(t, key));
-      data.set(Float32Array.from(d.weights), weight.rows![0] * w.length / rows);
-      sd.set(key, { dtype: 'float32', shape: t.shape, data });
+      const write = (key: string, offset: number, column: (r: number, j: number) => number, width: number) => {
+        const t = sd.get(key)!;
+        const data = Float32Array.from(toFloat32(t, key));
+        for (let r = 0; r < rows; r++) for (let j = 0; j < width; j++) data[(offset + r) * width + j] = column(r, j);
+        sd.set(key, { dtype: 'float32', shape: t.shape, data });
+      };
+      write(weight.weightKey!, start, (r, j) => d.weights[r * k + j], n);
+      if (bias) write(biasKey, start, (r) => d.weights[r * k + n], 1);
     }
     return { ...d, site: weight.id };
   });
-  return { stateDict: sd, decisions };
+  return { gptq, stateDict: sd, decisions };
 }

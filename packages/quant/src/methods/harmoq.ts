@@ -27,8 +27,9 @@ export interface HarmoqOptions extends Record<string, unknown> {
   hso: boolean;
   /** Adaptive boundary refinement (bounds re-fitted on the quantized model, held-out stopping). */
   abr: boolean;
-  /** ABR's most rounds. */
+  /** ABR's most rounds, and the contiguous segments of activation quantizers it refits one at a time. */
   rounds: number;
+  segments: number;
   /** SRC rounds weights with GPTQ when that wins on held-out (else ridge + plain rounding, or W kept). */
   gptq: boolean;
   /** DOBI candidates (initial bounds and ABR's search). */
@@ -47,16 +48,17 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
   name: 'harmoq',
   paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
   summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
-  defaults: { src: true, hso: true, abr: true, rounds: 3, gptq: true, steps: 100 },
+  defaults: { src: true, hso: true, abr: true, rounds: 2, segments: 6, gptq: true, steps: 100 },
   options: z.strictObject({
-    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), gptq: z.boolean(),
+    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), gptq: z.boolean(),
     steps: z.number().int().min(1).max(10000),
   }),
   async calibrate(ctx, opts) {
     const { plan, threads } = ctx;
     const moments = (stateDict: CalibrationContext['stateDict'], bounds: BoundsMap | null) =>
       (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration') => linearInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads);
-    const note = (stage: string, text: string) => ctx.progress({ stage, step: 1, total: 1, note: text });
+    const started = Date.now();
+    const note = (stage: string, text: string) => ctx.progress({ stage, step: 1, total: 1, note: `${text} (at ${((Date.now() - started) / 1000).toFixed(1)} s)` });
 
     let stateDict = ctx.stateDict;
     let scaled: CalibrationContext = ctx;
@@ -73,21 +75,27 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
     if (opts.abr) {
       if (!hasHeldOut) note('abr', 'no held-out patches: ABR needs them for its stopping rule, skipped');
       else {
-        const abr = await refineBounds(plan, stateDict, ctx.data.calibration, bounds, opts.rounds, opts.steps, threads,
+        const abr = await refineBounds(plan, stateDict, ctx.data.calibration, bounds,
+          { rounds: opts.rounds, segments: opts.segments, steps: opts.steps, threads },
           (b) => heldOutError(ctx, stateDict, b),
-          (r) => ctx.progress({ stage: 'abr', step: r.round, total: opts.rounds, loss: r.heldOutError, note: r.kept ? 'kept' : 'no gain, stop' }));
+          (r) => ctx.progress({ stage: 'abr', step: r.segment + 1, total: opts.segments, loss: r.heldOutError, note: `round ${r.round}: ${r.kept ? 'kept' : 'no gain'}` }));
         note('abr', `held-out output MSE ${abr.initialError.toExponential(4)} -> ${Math.min(abr.initialError, ...abr.rounds.map((r) => r.heldOutError)).toExponential(4)}`);
         bounds = abr.bounds;
       }
     }
     if (opts.src) {
-      const before = hasHeldOut ? await heldOutError(ctx, stateDict, bounds) : NaN;
-      const src = await calibrateResiduals(plan, stateDict, bounds, opts.gptq, moments(stateDict, bounds));
-      const counts = { keep: 0, ridge: 0, gptq: 0 };
-      src.decisions.forEach((d) => counts[d.choice]++);
-      stateDict = src.stateDict;
-      const after = hasHeldOut ? await heldOutError(ctx, stateDict, bounds) : NaN;
-      note('src', `Linears: ${counts.gptq} GPTQ, ${counts.ridge} ridge, ${counts.keep} kept; held-out output MSE ${before.toExponential(4)} -> ${after.toExponential(4)}`);
+      const variants = await calibrateResiduals(plan, stateDict, bounds, opts.gptq ? [true, false] : [false], moments(stateDict, bounds));
+      if (!hasHeldOut) stateDict = variants[0].stateDict;
+      else {
+        // Per-layer choices are local; the whole model on the held-out patches decides whether (and which) SRC is kept.
+        const scored = [{ name: 'none', sd: stateDict }, ...variants.map((v) => ({ name: v.gptq ? 'gptq' : 'ridge', sd: v.stateDict }))];
+        const errors: number[] = [];
+        for (const c of scored) errors.push(await heldOutError(ctx, c.sd, bounds));
+        const best = errors.indexOf(Math.min(...errors));
+        stateDict = scored[best].sd;
+        const counts = variants.map((v) => `${v.gptq ? 'gptq' : 'ridge'} ${v.decisions.filter((d) => d.choice !== 'keep').length}/${v.decisions.length}`).join(', ');
+        note('src', `Linears changed: ${counts}; held-out output MSE ${scored.map((c, i) => `${c.name} ${errors[i].toExponential(4)}`).join(', ')}: ${scored[best].name} kept`);
+      }
     }
     return stateDict === ctx.stateDict ? bounds : { bounds, stateDict };
   },
