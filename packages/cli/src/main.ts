@@ -7,6 +7,7 @@ import { quantizeCommand } from './commands/quantize';
 import { expCommand } from './commands/exp';
 import { cellCommand } from './commands/cell';
 import { trackingCommand } from './commands/tracking';
+import { tablesCommand } from './commands/tables';
 
 export function buildProgram(): Command {
   const program = new Command('harmoq')
@@ -14,7 +15,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces on errors')
     .showSuggestionAfterError(true)
     .exitOverride();
-  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand(), expCommand(), cellCommand(), trackingCommand()]) {
+  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand(), expCommand(), cellCommand(), trackingCommand(), tablesCommand()]) {
     program.addCommand(cmd.exitOverride().showSuggestionAfterError(true).configureOutput(QUIET_ERRORS));
   }
   return program.configureOutput(QUIET_ERRORS);

@@ -29,3 +29,18 @@ export {
   resolveGrid, runExperiment, runOneCell, describeGrid, writeTables, environment, defaultResultsDir,
   type GridOptions, type ResolvedGrid, type RunOptions, type ExperimentReport, type CellOptions,
 } from './run';
+export { buildTables, TABLE_EXPERIMENTS, type TablesOptions, type ExperimentTables } from './tables/build';
+export { loadBaselines, orderBits, parseBitsLabel, type BaselinesSource } from './tables/source';
+export {
+  baselineTables, rankColumn, methodLabel, FP_BITS,
+  type ResultTable, type TableGroup, type TableRow, type TableCell, type MetricColumn, type Rank,
+} from './tables/table';
+export { tableLatex, tableMarkdown, tableCsv, latexDocument, latexEscape } from './tables/render';
+export {
+  PALETTE, lineChartSpec, barChartSpec, tikzLineChart, tikzBarChart, tikzDocument, niceTicks,
+  type LineChart, type LineSeries, type BarChart,
+} from './figures/charts';
+export { psnrBitsCharts, type NamedChart } from './figures/curves';
+export { asymmetryCharts, sensitivityChart, type AsymmetryRow, type SensitivityRow } from './figures/hooks';
+export { renderSvgs, svgToPng, type VegaLiteSpec } from './figures/vega';
+export { comparisonCrops, detailBox, cropZoom, type CropOptions } from './figures/crops';
