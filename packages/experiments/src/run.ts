@@ -20,6 +20,7 @@ import { runPool, type CellEvent, type PoolReport } from './pool';
 import { gridProgress } from './progress';
 import { experimentByName } from './registry';
 import { CellStore } from './store';
+import { buildTables, TABLE_EXPERIMENTS } from './tables/build';
 import { logCellRun, trackedCellKeys } from './tracking';
 import type { WorkerMessage, WorkerRequest } from './worker';
 
@@ -160,7 +161,7 @@ async function trackCell(
   }
 }
 
-/** Writes the experiment's tables and env.json from the stored cells of the whole grid. */
+/** Writes the experiment's rows, env.json, and the paper tables and figures from the stored cells of the whole grid. */
 export async function writeTables(grid: ResolvedGrid, resultsDir: string): Promise<string[]> {
   const outDir = path.join(resultsDir, grid.module.name);
   fs.mkdirSync(outDir, { recursive: true });
@@ -168,7 +169,10 @@ export async function writeTables(grid: ResolvedGrid, resultsDir: string): Promi
   const files = (await grid.module.aggregate?.(grid.config, grid.cells, { store, outDir })) ?? [];
   const envFile = path.join(outDir, 'env.json');
   writeFileAtomic(envFile, JSON.stringify(environment(), null, 2) + '\n');
-  return [...files, envFile];
+  // The paper tables and figures from the rows just written (`harmoq tables` rebuilds them, plus the crops).
+  const name = grid.module.name;
+  const report = (TABLE_EXPERIMENTS as readonly string[]).includes(name) ? await buildTables({ resultsDir, only: name, crops: null }) : [];
+  return [...files, envFile, ...report.flatMap((r) => r.files)];
 }
 
 export async function runExperiment(options: RunOptions): Promise<ExperimentReport> {

@@ -34,6 +34,11 @@ describe('comparison crops from a real grid (x2, minmax W4A4, Set5 butterfly)', 
       name: 'baselines', set: tiny.set(), dataDir: tiny.dataDir, resultsDir: tiny.resultsDir, tracker: null,
       log: () => {}, progressStream: { write: () => true, isTTY: false } as unknown as NodeJS.WriteStream,
     });
+    // `harmoq exp` itself leaves the paper tables and figures (no crops: those are `harmoq tables`' job).
+    const tex = fs.readFileSync(path.join(tiny.resultsDir, 'baselines/tables/baselines-x2.tex'), 'utf8');
+    expect(tex).toMatch(/^MinMax & W4A4 & [0-9.]+ & 0\.[0-9]{4} \\\\$/m);
+    expect(fs.existsSync(path.join(tiny.resultsDir, 'baselines/figures/psnr-bits-x2-Set5.png'))).toBe(true);
+    expect(fs.existsSync(path.join(tiny.resultsDir, 'baselines/crops'))).toBe(false);
     const lines: string[] = [];
     const build = () => buildTables({ resultsDir: tiny.resultsDir, crops: { dataDir: tiny.dataDir, threads: 2 }, log: (l) => lines.push(l) });
     const [report] = await build();
