@@ -35,6 +35,7 @@ export {
   baselineTables, rankColumn, methodLabel, FP_BITS,
   type ResultTable, type TableGroup, type TableRow, type TableCell, type MetricColumn, type Rank,
 } from './tables/table';
+export { fillTableBlocks, updateTableBlocks } from './tables/readme';
 export { tableLatex, tableMarkdown, tableCsv, latexDocument, latexEscape } from './tables/render';
 export {
   PALETTE, lineChartSpec, barChartSpec, tikzLineChart, tikzBarChart, tikzDocument, niceTicks,

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command } from 'commander';
-import { dataDir as resolveDataDir } from '@harmoq/data';
-import { buildTables, defaultResultsDir, TABLE_EXPERIMENTS } from '@harmoq/experiments';
+import { dataDir as resolveDataDir, repoRoot } from '@harmoq/data';
+import { buildTables, defaultResultsDir, TABLE_EXPERIMENTS, updateTableBlocks } from '@harmoq/experiments';
 import { asUsage } from './exp';
 
 interface TablesFlags {
@@ -10,6 +10,8 @@ interface TablesFlags {
   only?: string;
   data?: string;
   crops: boolean;
+  /** A file, false for --no-readme, undefined for the default. */
+  readme?: string | false;
 }
 
 const shortPath = (file: string) => {
@@ -25,6 +27,8 @@ export function tablesCommand(): Command {
     .option('--only <experiment>', `one experiment (${TABLE_EXPERIMENTS.join('|')})`)
     .option('--data <dir>', 'data folder for the comparison crops (default: $HARMOQ_DATA)')
     .option('--no-crops', 'skip the comparison crops (they run the model once per method on one image, then are reused)')
+    .option('--readme <file>', 'refill the <!-- harmoq tables: FILE --> blocks of this Markdown file (default: README.md with the default results folder)')
+    .option('--no-readme', 'leave README.md alone')
     .action(async (flags: TablesFlags) => {
       const resultsDir = path.resolve(flags.results ?? defaultResultsDir());
       const candidate = resolveDataDir(flags.data);
@@ -34,6 +38,10 @@ export function tablesCommand(): Command {
         resultsDir, only: flags.only, log,
         crops: flags.crops && dataDir ? { dataDir } : null,
       }));
+      const readme = flags.readme === false ? null
+        : flags.readme !== undefined ? path.resolve(flags.readme)
+          : resultsDir === path.resolve(defaultResultsDir()) ? path.join(repoRoot(), 'README.md') : null;
+      if (readme && updateTableBlocks(readme, resultsDir)) process.stdout.write(`updated the tables in ${shortPath(readme)}\n`);
       for (const r of reports) {
         if (r.origin === null) {
           process.stdout.write(`${r.experiment}: no stored results in ${shortPath(resultsDir)}\n`);

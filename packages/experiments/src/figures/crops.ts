@@ -178,7 +178,7 @@ export async function comparisonCrops(source: BaselinesSource, resultsDir: strin
         const { plan, bounds } = qparamsPlan(qparams, qfile);
         engineOptions = quantizedEngineOptions(plan, bounds, loaded.stateDict, 'onnx');
       }
-      log(`crops: ${model.label} x${scale} ${model.cell ? bits : ''} on ${dataset}/${imageName}`);
+      log(`crops: ${model.label} x${scale}${model.cell ? ` ${bits}` : ''} on ${dataset}/${imageName}`);
       const runner = await createEngine({ engine: 'onnx', config, threads, ...engineOptions });
       try {
         images.push(await superResolve(runner, lr));

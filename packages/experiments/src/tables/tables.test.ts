@@ -7,6 +7,7 @@ import { asymmetryCharts, sensitivityChart, type AsymmetryRow, type SensitivityR
 import { barChartSpec, lineChartSpec, tikzBarChart, tikzLineChart } from '../figures/charts';
 import { renderSvgs, svgToPng } from '../figures/vega';
 import { buildTables } from './build';
+import { fillTableBlocks } from './readme';
 import { loadBaselines } from './source';
 import { rankColumn } from './table';
 
@@ -237,6 +238,18 @@ describe('where the rows come from', () => {
     await expect(buildTables({ resultsDir, only: 'nope' })).rejects.toThrow("no tables for experiment 'nope' (choices: baselines)");
     expect(await buildTables({ resultsDir })).toEqual([{ experiment: 'baselines', origin: null, files: [] }]);
   });
+});
+
+test('README blocks are refilled from the generated Markdown; a missing file says how to build it', () => {
+  const resultsDir = tempResults();
+  fs.mkdirSync(path.join(resultsDir, 'baselines/tables'), { recursive: true });
+  fs.writeFileSync(path.join(resultsDir, 'baselines/tables/baselines-x4.md'), '| new |\n');
+  const readme = 'intro\n<!-- harmoq tables: baselines/tables/baselines-x4.md -->\n| old |\n| old |\n<!-- /harmoq tables -->\nmiddle\n' +
+    '<!-- harmoq tables: baselines/tables/baselines-x2.md -->\n<!-- /harmoq tables -->\nend\n';
+  const filled = fillTableBlocks(readme, resultsDir);
+  expect(filled).toBe('intro\n<!-- harmoq tables: baselines/tables/baselines-x4.md -->\n| new |\n\n<!-- /harmoq tables -->\nmiddle\n' +
+    '<!-- harmoq tables: baselines/tables/baselines-x2.md -->\n_(not built yet: run `npx harmoq tables`)_\n\n<!-- /harmoq tables -->\nend\n');
+  expect(fillTableBlocks(filled, resultsDir)).toBe(filled);
 });
 
 describe('figure hooks for later experiments (synthetic rows)', () => {
