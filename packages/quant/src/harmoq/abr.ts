@@ -1,10 +1,11 @@
 /**
- * ABR, adaptive boundary refinement: the activation quantizers, in forward order, are cut into contiguous
- * segments; segment by segment, each quantizer's bounds are re-fitted (DOBI's search) on the distribution it
- * meets in the quantized model, i.e. with every quantizer before it active at its current (already refined)
- * bounds, so bounds follow the error that builds up through depth; weights and HSO's scales stay fixed. A
- * segment's update is kept only if the held-out output error against the float model falls; a round that keeps
- * nothing stops the loop. Derivation and cost: docs/harmoq.md, "ABR".
+ * ABR, adaptive boundary refinement: the quantizers, in forward order, are cut into contiguous segments; segment by
+ * segment, candidate bounds are scored by the model's output error on the held-out patches (against the float
+ * model) and the best is kept if it beats the current bounds. Candidates: every activation quantizer of the segment
+ * re-fitted (DOBI's search) on the distribution it meets in the quantized model (every quantizer before it active
+ * at its current, already refined, bounds), and the segment's activation or weight ranges narrowed or widened
+ * about their midpoints. HSO's scales and the weights stay fixed. A round that keeps nothing stops the loop.
+ * Derivation and cost: docs/harmoq.md, "ABR".
  */
 import type { PatchSet } from '@harmoq/data';
 import type { SiteInfo } from '@harmoq/swinir';
@@ -13,7 +14,7 @@ import { activationHookSites } from '../capture';
 import { CalibrationError } from '../errors';
 import { captureOutput, onnxChannelAxis, onnxQuantSites } from '../onnx';
 import type { BoundsMap, QuantPlan } from '../plan';
-import { bestCandidate, dobiCandidates } from '../search';
+import { bestCandidate, dobiCandidates, ensureRange } from '../search';
 import { StreamingHistogram } from '../stats';
 import { runPatches } from './capture';
 
@@ -73,11 +74,47 @@ export interface AbrRound {
   kept: boolean;
 }
 
-/** The activation hook sites in forward order, cut into `count` contiguous segments of near-equal size. */
-export function abrSegments(plan: QuantPlan, count: number): Set<string>[] {
+/** A segment: activation hook sites (for the capture) and the quantizer ids whose bounds it may change. */
+export interface AbrSegment {
+  hooks: Set<string>;
+  activations: string[];
+  weights: string[];
+}
+
+/** The quantizers in forward order, cut at activation hook sites into `count` contiguous segments of near-equal size. */
+export function abrSegments(plan: QuantPlan, count: number): AbrSegment[] {
   const hooks = [...activationHookSites(plan).keys()];
   const k = Math.max(1, Math.min(count, hooks.length));
-  return Array.from({ length: k }, (_, i) => new Set(hooks.slice(Math.floor((i * hooks.length) / k), Math.floor(((i + 1) * hooks.length) / k))));
+  const segmentOf = new Map(hooks.map((h, i) => [h, Math.min(k - 1, Math.floor((i * k) / hooks.length))]));
+  const segments: AbrSegment[] = Array.from({ length: k }, () => ({ hooks: new Set(), activations: [], weights: [] }));
+  let current = 0;
+  for (const site of plan.sites) {
+    if (site.role === 'activation') {
+      current = segmentOf.get(site.hookSite)!;
+      segments[current].hooks.add(site.hookSite);
+      segments[current].activations.push(site.id);
+    } else {
+      segments[current].weights.push(site.id);
+    }
+  }
+  return segments;
+}
+
+/** Range factors tried for a segment's activations and weights (1 = the current bounds). */
+export const ABR_RANGE_FACTORS: readonly number[] = [0.8, 1.25];
+
+/** `bounds` with the ranges of `ids` scaled by `factor` about their midpoints (l = -u kept for symmetric pairs). */
+export function scaleRanges(bounds: BoundsMap, ids: readonly string[], factor: number): BoundsMap {
+  const out: BoundsMap = new Map(bounds);
+  for (const id of ids) {
+    const b = bounds.get(id)!;
+    const pairs = b.lower.map((l, c) => {
+      const mid = (l + b.upper[c]) / 2, half = ((b.upper[c] - l) / 2) * factor;
+      return ensureRange(mid - half, mid + half);
+    });
+    out.set(id, { ...b, lower: pairs.map((p) => p[0]), upper: pairs.map((p) => p[1]) });
+  }
+  return out;
 }
 
 /**
@@ -95,14 +132,22 @@ export async function refineBounds(
   const segments = abrSegments(plan, settings.segments);
   for (let round = 1; round <= settings.rounds; round++) {
     let keptAny = false;
-    for (const [segment, hooks] of segments.entries()) {
-      const stats = await quantizedActivationStats(plan, stateDict, patches, best.bounds, settings.threads, hooks);
-      const next = refitActivationBounds(plan, best.bounds, stats, settings.steps);
-      const e = await error(next);
-      const kept = e < best.error;
-      log.push({ round, segment, heldOutError: e, kept });
+    for (const [segment, part] of segments.entries()) {
+      const stats = await quantizedActivationStats(plan, stateDict, patches, best.bounds, settings.threads, part.hooks);
+      const candidates = [
+        refitActivationBounds(plan, best.bounds, stats, settings.steps),
+        ...ABR_RANGE_FACTORS.map((f) => scaleRanges(best.bounds, part.activations, f)),
+        ...(part.weights.length > 0 ? ABR_RANGE_FACTORS.map((f) => scaleRanges(best.bounds, part.weights, f)) : []),
+      ];
+      let winner: { bounds: BoundsMap; error: number } | undefined;
+      for (const candidate of candidates) {
+        const e = await error(candidate);
+        if (e < (winner?.error ?? best.error)) winner = { bounds: candidate, error: e };
+      }
+      const kept = winner !== undefined;
+      log.push({ round, segment, heldOutError: winner?.error ?? best.error, kept });
       onSegment?.(log[log.length - 1]);
-      if (kept) [best, keptAny] = [{ bounds: next, error: e }, true];
+      if (winner) [best, keptAny] = [winner, true];
     }
     if (!keptAny) break;
   }

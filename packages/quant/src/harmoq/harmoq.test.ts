@@ -17,6 +17,7 @@ import { qparamsPlan, readQParams, writeQParams } from '../qparams';
 import { quantizeModel, quantizedEngineOptions } from '../quantize';
 import { fakeQuantize } from '../quantizer';
 import { tinyFixture } from '../testing/tiny-model';
+import { abrSegments, quantizedActivationStats, refineBounds, scaleRanges } from './abr';
 import { linearInputMoments } from './capture';
 import { absorbScales, balanceProblem, closedFormScales, harmonize, harmonizedScales, modelledError, scaleGroups, type BalanceProblem } from './hso';
 import { gptqRound, gramsOf, outputError, ridgeWeights, roundToGrid, type Grams } from './src';
@@ -159,6 +160,42 @@ describe('SRC', () => {
       expect(m.max[j]).toBeGreaterThanOrEqual(m.min[j]);
     }
     expect(m.rows).toBe(data.calibration.lrShape[0] * 16 * 16);
+  });
+});
+
+describe('ABR', () => {
+  test('segments cover every quantizer once, in forward order; range scaling keeps midpoints and symmetry', () => {
+    const segments = abrSegments(plan, 3);
+    expect(segments).toHaveLength(3);
+    const ids = segments.flatMap((s) => [...s.activations, ...s.weights]);
+    expect(ids.sort()).toEqual(plan.sites.map((s) => s.id).sort());
+    const order = new Map(plan.sites.map((s, i) => [s.id, i]));
+    for (let k = 1; k < segments.length; k++) {
+      expect(Math.min(...segments[k].activations.map((id) => order.get(id)!))).toBeGreaterThan(Math.max(...segments[k - 1].activations.map((id) => order.get(id)!)));
+    }
+    const bounds: BoundsMap = new Map([['a', { lower: [-1, 0.5], upper: [3, 1.5] }], ['b', { lower: [-2], upper: [2] }]]);
+    const wider = scaleRanges(bounds, ['a', 'b'], 1.25);
+    expect(wider.get('a')).toEqual({ lower: [-1.5, 0.375], upper: [3.5, 1.625] });
+    expect(wider.get('b')).toEqual({ lower: [-2.5], upper: [2.5] });
+  });
+
+  test('quantized captures see the upstream quantizers; refinement only keeps held-out improvements', async () => {
+    const dobiCtx = createCalibrationContext({ plan, stateDict, data, rng: seededRng(1), threads: 1, captureEngine: 'onnx', bins: 2048, channelBins: 64 });
+    const { dobi } = await import('../methods/dobi');
+    const init = await dobi.calibrate(dobiCtx, { search: 'two-sided', steps: 20 });
+    const late = 'layers.1.residual_group.blocks.1.mlp.fc2';
+    const [float, quantized] = [(await dobiCtx.activationStats()).get(late)!, (await quantizedActivationStats(plan, stateDict, data.calibration, init, 1, new Set([late]))).get(late)!];
+    expect(quantized.max[0]).not.toBeCloseTo(float.max[0], 4); // 2-bit quantizers upstream change what fc2 sees
+    const errors: number[] = [];
+    const score = async (b: BoundsMap) => {
+      const e = maxDiff(await forwardPatches(plan, stateDict, data.heldOut, b, 1), await dobiCtx.forward(null, 'heldOut'));
+      errors.push(e);
+      return e;
+    };
+    const result = await refineBounds(plan, stateDict, data.calibration, init, { rounds: 1, segments: 2, steps: 20, threads: 1 }, score);
+    expect(errors).toHaveLength(1 + 2 * 5); // the initial score, then five candidates per segment
+    expect(result.rounds.map((r) => r.heldOutError)).toEqual(result.rounds.map((r) => Math.min(...errors.slice(0, 1 + 5 * (r.segment + 1)))));
+    dobiCtx.dispose();
   });
 });
 

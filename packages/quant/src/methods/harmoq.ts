@@ -9,6 +9,7 @@
  * derivation (docs/harmoq.md), which also lists where each departs from the abstract (e.g. ABR is a search, not
  * gradient-based; the stages run HSO, ABR, SRC rather than the abstract's SRC, HSO, ABR order).
  */
+import type { PatchSet } from '@harmoq/data';
 import { z } from 'zod';
 import type { CalibrationContext, CalibrationResult, PtqMethod } from '../method';
 import type { BoundsMap } from '../plan';
@@ -30,6 +31,8 @@ export interface HarmoqOptions extends Record<string, unknown> {
   /** ABR's most rounds, and the contiguous segments of activation quantizers it refits one at a time. */
   rounds: number;
   segments: number;
+  /** Calibration patches (the first ones) ABR's captures run on. */
+  abrPatches: number;
   /** SRC rounds weights with GPTQ when that wins on held-out (else ridge + plain rounding, or W kept). */
   gptq: boolean;
   /** DOBI candidates (initial bounds and ABR's search). */
@@ -44,13 +47,24 @@ async function heldOutError(ctx: CalibrationContext, stateDict: CalibrationConte
   return sum / fp.length;
 }
 
+/** The first `count` patches of a set (a view). */
+function firstPatches(patches: PatchSet, count: number): PatchSet {
+  const [n, c, h, w] = patches.lrShape;
+  const [, hc, hh, hw] = patches.hrShape;
+  const k = Math.min(n, count);
+  return {
+    lr: patches.lr.subarray(0, k * c * h * w), lrShape: [k, c, h, w], hr: patches.hr.subarray(0, k * hc * hh * hw), hrShape: [k, hc, hh, hw],
+    sources: patches.sources.slice(0, k),
+  };
+}
+
 export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
   name: 'harmoq',
   paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
   summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
-  defaults: { src: true, hso: true, abr: true, rounds: 2, segments: 6, gptq: true, steps: 100 },
+  defaults: { src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100 },
   options: z.strictObject({
-    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), gptq: z.boolean(),
+    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), abrPatches: z.number().int().min(1), gptq: z.boolean(),
     steps: z.number().int().min(1).max(10000),
   }),
   async calibrate(ctx, opts) {
@@ -75,7 +89,7 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
     if (opts.abr) {
       if (!hasHeldOut) note('abr', 'no held-out patches: ABR needs them for its stopping rule, skipped');
       else {
-        const abr = await refineBounds(plan, stateDict, ctx.data.calibration, bounds,
+        const abr = await refineBounds(plan, stateDict, firstPatches(ctx.data.calibration, opts.abrPatches), bounds,
           { rounds: opts.rounds, segments: opts.segments, steps: opts.steps, threads },
           (b) => heldOutError(ctx, stateDict, b),
           (r) => ctx.progress({ stage: 'abr', step: r.segment + 1, total: opts.segments, loss: r.heldOutError, note: `round ${r.round}: ${r.kept ? 'kept' : 'no gain'}` }));
