@@ -23,3 +23,4 @@ export { PTQ_METHODS, METHOD_NAMES, type MethodName } from './methods';
 export * from './config';
 export * from './qparams';
 export * from './quantize';
+export * from './export';

@@ -1,0 +1,126 @@
+/**
+ * Exported files on the tiny golden SwinIR (2 RSTBs x 2 blocks, embed 12, window 4), run in onnxruntime-node
+ * against the engine's fake-quant output on the golden input.
+ */
+import * as path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { dataDir, goldenDir } from '@harmoq/data';
+import { createEngine } from '@harmoq/engine';
+import { checkArchitecture, decodeModel, type SwinIRConfig } from '@harmoq/swinir';
+import { loadStateDict, readNpyFile, type StateDict } from '@harmoq/torch-io';
+import { resolveRequest } from '../config';
+import type { BoundsMap, QuantPlan } from '../plan';
+import { qparamsPlan } from '../qparams';
+import { quantizeModel, quantizedEngineOptions } from '../quantize';
+import { EXPORT_FORMATS, exportQuantizedOnnx, parseExportFormat, snappedPlan, type ExportFormat } from './export';
+import { packBits, unpackBits } from './pack';
+
+const fixture = path.join(goldenDir(), 'tiny_pixelshuffledirect_x2');
+const H = 19, W = 27;
+let stateDict: StateDict;
+let config: SwinIRConfig;
+let input: Float32Array;
+
+beforeAll(() => {
+  stateDict = loadStateDict(path.join(fixture, 'model.pth')).stateDict;
+  config = checkArchitecture(stateDict, { imgSize: 16 });
+  input = readNpyFile(path.join(fixture, 'input.npy')).data as Float32Array;
+});
+
+async function calibrated(method: string, bits: number): Promise<{ plan: QuantPlan; bounds: BoundsMap }> {
+  const request = resolveRequest({ method, wbits: bits, abits: bits, set: ['count=4', 'patchSize=16', 'heldOutCount=2'] });
+  const qp = await quantizeModel({ arch: 'tiny', config, stateDict, checkpoint: { file: 'model.pth', sha256: '0'.repeat(64) } }, request, {
+    dataDir: dataDir(), threads: 1,
+  });
+  return qparamsPlan(qp);
+}
+
+async function runFile(model: Uint8Array): Promise<Float32Array> {
+  const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
+  try {
+    const out = await session.run({ input: new ort.Tensor('float32', input, [1, 3, H, W]) });
+    return out.output.data as Float32Array;
+  } finally {
+    await session.release();
+  }
+}
+
+async function engineOutput(plan: QuantPlan, bounds: BoundsMap): Promise<Float32Array> {
+  const runner = await createEngine({ engine: 'onnx', config, threads: 1, ...quantizedEngineOptions(plan, bounds, stateDict, 'onnx') });
+  try {
+    return (await runner.forward(input, [1, 3, H, W])).data;
+  } finally {
+    await runner.dispose();
+  }
+}
+
+const initializerBytes = (file: Uint8Array) => decodeModel(file).graph.initializer.reduce((n, t) => n + (t.rawData?.length ?? 0), 0);
+const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
+
+test('packBits/unpackBits round-trip at every width, 8 values per b bytes', () => {
+  for (let bits = 2; bits <= 7; bits++) {
+    const levels = Uint8Array.from({ length: 37 }, (_, i) => (i * 7919) % 2 ** bits);
+    const packed = packBits(levels, bits);
+    expect(packed.length).toBe(Math.ceil(37 / 8) * bits);
+    expect(unpackBits(packed, bits, 37)).toEqual(levels);
+  }
+  expect(() => packBits(Uint8Array.of(4), 2)).toThrow(/level 4 at 0 does not fit 2 bits/);
+});
+
+test('a bad format names the choices', () => {
+  expect(() => parseExportFormat('int8')).toThrow("export format 'int8' is not valid (choices: qdq, fakequant, packed)");
+});
+
+describe.each([
+  ['minmax', 4], ['minmax', 2], ['minmax', 8],
+] as const)('%s W%dA%d', (method, bits) => {
+  let q: { plan: QuantPlan; bounds: BoundsMap };
+  let reference: Float32Array;
+  const files = new Map<ExportFormat, Uint8Array>();
+  beforeAll(async () => {
+    q = await calibrated(method, bits);
+    reference = await engineOutput(q.plan, q.bounds);
+    for (const format of EXPORT_FORMATS) {
+      files.set(format, exportQuantizedOnnx(q.plan, q.bounds, stateDict, { format, height: H, width: W, metadata: { method, wbits: String(bits) } }).model);
+    }
+  }, 120_000);
+
+  test('fakequant and packed give the engine output bit for bit; packed stores b-bit weights', async () => {
+    expect(await runFile(files.get('fakequant')!)).toEqual(reference);
+    expect(await runFile(files.get('packed')!)).toEqual(reference);
+    const { stats } = exportQuantizedOnnx(q.plan, q.bounds, stateDict, { format: 'packed', height: H, width: W });
+    const floatStats = exportQuantizedOnnx(q.plan, q.bounds, stateDict, { format: 'fakequant', height: H, width: W }).stats;
+    expect(stats.weightValues).toBe(floatStats.weightValues);
+    expect(stats.floatWeights).toEqual([]);
+    // 8 values per b bytes, padded per quantizer to a whole group.
+    expect(stats.weightBytes / floatStats.weightBytes).toBeGreaterThanOrEqual(bits / 32);
+    expect(stats.weightBytes / floatStats.weightBytes).toBeLessThan((bits / 32) * 1.1);
+    // The stored tensors shrink by most of what the weights save; per-row scale, zero point and offset cost
+    // 9 bytes a row, much of a tiny row of 12 inputs (node names, not data, dominate this tiny file's size).
+    const packedModel = decodeModel(files.get('packed')!);
+    expect(packedModel.graph.initializer.filter((t) => t.name.endsWith(bits < 8 ? '.packed' : '.levels')).reduce((n, t) => n + t.rawData!.length, 0)).toBe(stats.weightBytes);
+    const saved = initializerBytes(files.get('fakequant')!) - initializerBytes(files.get('packed')!);
+    expect(saved).toBeGreaterThan(0.5 * (floatStats.weightBytes - stats.weightBytes));
+  });
+
+  test('qdq is the snapped (integer-grid) model: the engine running the integer form, within 1e-6', async () => {
+    const out = await runFile(files.get('qdq')!);
+    const snapped = await engineOutput(snappedPlan(q.plan), q.bounds);
+    expect(exportQuantizedOnnx(q.plan, q.bounds, stateDict, { format: 'qdq', height: H, width: W }).stats.snapped).toBe(q.plan.settings.form === 'real-offset' ? q.plan.sites.length : 0);
+    expect(maxDiff(out, snapped)).toBeLessThanOrEqual(1e-6);
+    const model = decodeModel(files.get('qdq')!);
+    const ops = new Set(model.graph.node.map((n) => n.opType));
+    expect(ops.has('QuantizeLinear') && ops.has('DequantizeLinear')).toBe(true);
+    // Weights are uint8 levels, never float fake-quantized copies.
+    expect(model.graph.initializer.some((t) => t.name.endsWith('.fq'))).toBe(false);
+    expect(model.graph.initializer.filter((t) => t.name.endsWith('.levels')).every((t) => t.dataType === 2)).toBe(true);
+  });
+
+  test('metadata_props record the provenance and the format; no custom domains', () => {
+    for (const format of EXPORT_FORMATS) {
+      const model = decodeModel(files.get(format)!);
+      expect(Object.fromEntries((model.metadataProps ?? []).map((p) => [p.key, p.value]))).toEqual({ method, wbits: String(bits), format });
+      expect(model.opsetImport.map((o) => o.domain ?? '')).toEqual(['']);
+    }
+  });
+});

@@ -1,0 +1,2 @@
+export * from './export';
+export { packBits, unpackBits, unpackNodes } from './pack';
