@@ -36,6 +36,19 @@ describe('GraphBuilder + protobuf encoding', () => {
     expect(decodeModel(g.toModel({ opset: 21 })).irVersion).toBe(10);
   });
 
+  test('nodes and initializers that no output depends on are left out of the model', () => {
+    const g = new GraphBuilder('t');
+    const x = g.addInput('x', 'float32', [2]);
+    const dead = g.op('Mul', [g.op('Sub', [x, g.scalar(1, 'dead_one')]), g.scalar(3, 'dead_three')]);
+    const live = g.op('Add', [x, g.scalar(2, 'two')]);
+    g.addOutput(live, 'float32', [2], 'y');
+    g.addOutput(g.op('Neg', [x]), 'float32', [2], 'side');
+    const m = decodeModel(g.toModel());
+    expect(m.graph.node.map((n) => n.opType)).toEqual(['Add', 'Identity', 'Neg', 'Identity']);
+    expect(m.graph.initializer.map((t) => t.name)).toEqual(['two']);
+    expect(m.graph.node.some((n) => n.output.includes(dead))).toBe(false);
+  });
+
   test('refuses duplicate names, non-integer INT attributes and wrong data lengths', () => {
     const g = new GraphBuilder('t');
     g.addInput('x', 'float32', [1]);
