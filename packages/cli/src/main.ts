@@ -8,6 +8,7 @@ import { expCommand } from './commands/exp';
 import { cellCommand } from './commands/cell';
 import { trackingCommand } from './commands/tracking';
 import { tablesCommand } from './commands/tables';
+import { exportCommand } from './commands/export';
 
 export function buildProgram(): Command {
   const program = new Command('harmoq')
@@ -15,7 +16,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces on errors')
     .showSuggestionAfterError(true)
     .exitOverride();
-  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand(), expCommand(), cellCommand(), trackingCommand(), tablesCommand()]) {
+  for (const cmd of [evalCommand(), upscaleCommand(), convertCommand(), quantizeCommand(), expCommand(), cellCommand(), trackingCommand(), tablesCommand(), exportCommand()]) {
     program.addCommand(cmd.exitOverride().showSuggestionAfterError(true).configureOutput(QUIET_ERRORS));
   }
   return program.configureOutput(QUIET_ERRORS);
