@@ -139,6 +139,30 @@ describe('SRC', () => {
     expect(outputError(w, ridgeWeights(w, rows, g, 1e9), rows, g)).toBeCloseTo(outputError(w, w, rows, g), 6); // λ -> ∞ keeps W
   });
 
+  test('with the bias column, the moments give the error of [W b] and the solve cancels the mean error', () => {
+    const m = { channels: n, rows: count, gram: g.f.map((v) => v * count), qgram: g.h.map((v) => v * count), cross: g.c.map((v) => v * count),
+      sum: new Float64Array(n), qsum: new Float64Array(n), min: new Float64Array(n), max: new Float64Array(n) };
+    for (let t = 0; t < count; t++) for (let j = 0; j < n; j++) [m.sum[j], m.qsum[j]] = [m.sum[j] + x[t * n + j], m.qsum[j] + q[t * n + j]];
+    const aug = gramsOf(m, true);
+    const k = n + 1, b = [0.3, -0.2, 0.1, 0.5, -0.4];
+    const wb = Float64Array.from({ length: rows * k }, (_, i) => (i % k < n ? w[Math.floor(i / k) * n + (i % k)] : b[Math.floor(i / k)]));
+    const errorOf = (v: Float64Array) => {
+      let sum = 0;
+      for (let t = 0; t < count; t++) {
+        for (let r = 0; r < rows; r++) {
+          let e = b[r] - v[r * k + n];
+          for (let j = 0; j < n; j++) e += w[r * n + j] * x[t * n + j] - v[r * k + j] * q[t * n + j];
+          sum += e * e;
+        }
+      }
+      return sum / count;
+    };
+    expect(outputError(wb, wb, rows, aug)).toBeCloseTo(errorOf(wb), 8);
+    const v = ridgeWeights(wb, rows, aug, 1e-9);
+    expect(outputError(wb, v, rows, aug)).toBeCloseTo(errorOf(v), 8);
+    expect(errorOf(v)).toBeLessThan(outputError(w, ridgeWeights(w, rows, g, 1e-9), rows, g)); // the bias helps
+  });
+
   test('GPTQ rounding is on the grid and beats plain rounding of the same weights', () => {
     const bounds = { lower: [-1.2], upper: [1.1] }, spec = { bits: 2, form: 'real-offset' as const, symmetric: false, perChannel: false };
     const v = ridgeWeights(w, rows, g, 1e-3);
