@@ -121,6 +121,10 @@ describe.each([
       const model = decodeModel(files.get(format)!);
       expect(Object.fromEntries((model.metadataProps ?? []).map((p) => [p.key, p.value]))).toEqual({ method, wbits: String(bits), format });
       expect(model.opsetImport.map((o) => o.domain ?? '')).toEqual(['']);
+      // The bit-identical outputs above are with the constants compacted: biases from their tables, an int8 mask.
+      const names = model.graph.initializer.map((t) => t.name);
+      expect(names.filter((n) => n.endsWith('.attn.bias.table'))).toHaveLength(4);
+      expect(names.some((n) => /^attn_mask.*\.int8$/.test(n))).toBe(true);
     }
   });
 });

@@ -20,6 +20,7 @@ import type { BoundsMap, QuantPlan } from '../plan';
 import { gridOf, roundHalfEven, type Bounds, type QuantForm, type QuantizerSpec } from '../quantizer';
 import { withWeightOverrides } from '../quantize';
 import { siteWeight, weightLayout, type QuantSite } from '../sites';
+import { compactConstants } from './compact';
 import { packBits, unpackNodes } from './pack';
 
 export const EXPORT_FORMATS = ['qdq', 'fakequant', 'packed'] as const;
@@ -199,9 +200,10 @@ export function exportSiteHook(plan: QuantPlan, bounds: BoundsMap, checkpoint: S
   return { hook, stats };
 }
 
-/** The model proto with metadata_props set (the builder writes none). */
-export function withMetadata(model: Uint8Array, metadata: Record<string, string>): Uint8Array {
+/** The model with its large constants compacted (compact.ts) and metadata_props set (the builder writes none). */
+export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>): Uint8Array {
   const proto = decodeModel(model);
+  compactConstants(proto, stateDict);
   proto.metadataProps = Object.entries(metadata).map(([key, value]) => ({ key, value }));
   return encodeModel(proto);
 }
@@ -210,8 +212,7 @@ export function withMetadata(model: Uint8Array, metadata: Record<string, string>
 export function exportQuantizedOnnx(plan: QuantPlan, bounds: BoundsMap, checkpoint: StateDict, options: ExportOptions): { model: Uint8Array; stats: ExportStats } {
   const { hook, stats } = exportSiteHook(plan, bounds, checkpoint, options.format);
   // 'separate' bias and mask: the combined (windows x heads) constants would outweigh the packed weights.
-  const model = buildSwinIROnnx(plan.config, withWeightOverrides(plan, checkpoint), {
-    height: options.height, width: options.width, sites: hook, biasMask: 'separate',
-  });
-  return { model: withMetadata(model, { ...options.metadata, format: options.format }), stats };
+  const stateDict = withWeightOverrides(plan, checkpoint);
+  const model = buildSwinIROnnx(plan.config, stateDict, { height: options.height, width: options.width, sites: hook, biasMask: 'separate' });
+  return { model: finishModel(model, stateDict, { ...options.metadata, format: options.format }), stats };
 }
