@@ -9,6 +9,7 @@ import { createEngine } from '@harmoq/engine';
 import { checkArchitecture, decodeModel, type SwinIRConfig } from '@harmoq/swinir';
 import { loadStateDict, readNpyFile, type StateDict } from '@harmoq/torch-io';
 import { resolveRequest } from '../config';
+import { METHOD_NAMES } from '../methods';
 import type { BoundsMap, QuantPlan } from '../plan';
 import { qparamsPlan } from '../qparams';
 import { quantizeModel, quantizedEngineOptions } from '../quantize';
@@ -27,8 +28,8 @@ beforeAll(() => {
   input = readNpyFile(path.join(fixture, 'input.npy')).data as Float32Array;
 });
 
-async function calibrated(method: string, bits: number): Promise<{ plan: QuantPlan; bounds: BoundsMap }> {
-  const request = resolveRequest({ method, wbits: bits, abits: bits, set: ['count=4', 'patchSize=16', 'heldOutCount=2'] });
+async function calibrated(method: string, bits: number, set: string[] = []): Promise<{ plan: QuantPlan; bounds: BoundsMap }> {
+  const request = resolveRequest({ method, wbits: bits, abits: bits, set: ['count=4', 'patchSize=16', 'heldOutCount=2', ...set] });
   const qp = await quantizeModel({ arch: 'tiny', config, stateDict, checkpoint: { file: 'model.pth', sha256: '0'.repeat(64) } }, request, {
     dataDir: dataDir(), threads: 1,
   });
@@ -127,4 +128,17 @@ describe.each([
       expect(names.some((n) => /^attn_mask.*\.int8$/.test(n))).toBe(true);
     }
   });
+});
+
+describe('every method of the registry at W4A4', () => {
+  test.each(METHOD_NAMES.filter((m) => m !== 'minmax'))('%s: packed gives the engine output bit for bit; qdq loads and runs', async (method) => {
+    // 2DQuant's distillation is cut to a few steps: the export only needs its real-offset bounds.
+    const q = await calibrated(method, 4, method === '2dquant' ? ['iterations=2'] : []);
+    const reference = await engineOutput(q.plan, q.bounds);
+    const packed = exportQuantizedOnnx(q.plan, q.bounds, stateDict, { format: 'packed', height: H, width: W });
+    expect(await runFile(packed.model)).toEqual(reference);
+    const qdq = exportQuantizedOnnx(q.plan, q.bounds, stateDict, { format: 'qdq', height: H, width: W }).model;
+    const snapped = await engineOutput(snappedPlan(q.plan), q.bounds);
+    expect(maxDiff(await runFile(qdq), snapped)).toBeLessThanOrEqual(1e-6);
+  }, 120_000);
 });
