@@ -114,7 +114,11 @@ describe.each([
     expect(ops.has('QuantizeLinear') && ops.has('DequantizeLinear')).toBe(true);
     // Weights are uint8 levels, never float fake-quantized copies.
     expect(model.graph.initializer.some((t) => t.name.endsWith('.fq'))).toBe(false);
-    expect(model.graph.initializer.filter((t) => t.name.endsWith('.levels')).every((t) => t.dataType === 2)).toBe(true);
+    // uint8 levels, uint4 (opset 21) at <= 4 bits.
+    const levels = model.graph.initializer.filter((t) => t.name.endsWith('.levels'));
+    expect(levels.length).toBeGreaterThan(0);
+    expect(levels.every((t) => t.dataType === (bits <= 4 ? 21 : 2))).toBe(true);
+    expect(model.opsetImport[0].version).toBe(bits <= 4 ? 21 : 17);
   });
 
   test('metadata_props record the provenance and the format; no custom domains', () => {

@@ -12,7 +12,7 @@
  * weight slice is a graph tensor (levels -> DequantizeLinear) laid out per head by Reshape/Transpose, which
  * onnxruntime folds at load.
  */
-import { buildSwinIROnnx, decodeModel, encodeModel, toFloat32, type GraphBuilder, type SiteHook, type SiteInfo } from '@harmoq/swinir';
+import { TensorDataType, buildSwinIROnnx, decodeModel, encodeModel, toFloat32, type GraphBuilder, type ModelProtoObject, type SiteHook, type SiteInfo } from '@harmoq/swinir';
 import type { StateDict } from '@harmoq/torch-io';
 import { ConfigError } from '../errors';
 import { onnxQuantSites, quantizedWeight, siteQuantNodes } from '../onnx';
@@ -200,12 +200,46 @@ export function exportSiteHook(plan: QuantPlan, bounds: BoundsMap, checkpoint: S
   return { hook, stats };
 }
 
-/** The model with its large constants compacted (compact.ts) and metadata_props set (the builder writes none). */
-export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>): Uint8Array {
+/**
+ * Weight levels of at most 4 bits that feed a DequantizeLinear as uint4 (opset 21): two per byte, the first in
+ * the low nibble; their zero points too (DequantizeLinear wants both of one type). The graph builder writes no
+ * 4-bit tensors, hence this pass on the proto.
+ */
+function toUint4Levels(proto: ModelProtoObject): number {
+  const byName = new Map(proto.graph.initializer.map((t) => [t.name, t]));
+  let converted = 0, saved = 0;
+  for (const node of proto.graph.node) {
+    if (node.opType !== 'DequantizeLinear') continue;
+    const levels = byName.get(node.input[0]);
+    const zero = byName.get(node.input[2]);
+    if (!levels || !zero || !levels.name.endsWith('.levels') || levels.dataType !== TensorDataType.UINT8) continue;
+    for (const t of [levels, zero]) {
+      const values = t.rawData!;
+      const packed = new Uint8Array(Math.ceil(values.length / 2));
+      values.forEach((v, i) => { packed[i >> 1] |= (i & 1) === 0 ? v : v << 4; });
+      if (t === levels) saved += values.length - packed.length;
+      t.rawData = packed;
+      t.dataType = TensorDataType.UINT4;
+    }
+    converted++;
+  }
+  if (converted > 0) {
+    proto.opsetImport = proto.opsetImport.map((o) => (o.domain ? o : { ...o, version: 21 }));
+    proto.irVersion = 10;
+  }
+  return saved;
+}
+
+/**
+ * The model with its large constants compacted (compact.ts), metadata_props set (the builder writes none) and,
+ * with `uint4`, 4-bit weight levels; `saved` is what uint4 saved on the levels.
+ */
+export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>, uint4 = false): { bytes: Uint8Array; saved: number } {
   const proto = decodeModel(model);
   compactConstants(proto, stateDict);
+  const saved = uint4 ? toUint4Levels(proto) : 0;
   proto.metadataProps = Object.entries(metadata).map(([key, value]) => ({ key, value }));
-  return encodeModel(proto);
+  return { bytes: encodeModel(proto), saved };
 }
 
 /** Builds the quantized model in `format` for one input size, with its metadata. */
@@ -214,5 +248,9 @@ export function exportQuantizedOnnx(plan: QuantPlan, bounds: BoundsMap, checkpoi
   // 'separate' bias and mask: the combined (windows x heads) constants would outweigh the packed weights.
   const stateDict = withWeightOverrides(plan, checkpoint);
   const model = buildSwinIROnnx(plan.config, stateDict, { height: options.height, width: options.width, sites: hook, biasMask: 'separate' });
-  return { model: finishModel(model, stateDict, { ...options.metadata, format: options.format }), stats };
+  // qdq at <= 4 weight bits: uint4 levels (opset 21), which onnxruntime loads; 8-bit containers above.
+  const uint4 = options.format === 'qdq' && plan.settings.wbits <= 4;
+  const { bytes, saved } = finishModel(model, stateDict, { ...options.metadata, format: options.format }, uint4);
+  stats.weightBytes -= saved;
+  return { model: bytes, stats };
 }
