@@ -55,6 +55,12 @@ test('bad inputs exit 2 with one line naming the value', async () => {
   r = await exportTo(path.join(tmp, 'no/such/folder/x.onnx'));
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/folder .* does not exist/);
+  const folder = path.join(tmp, 'a-folder.onnx');
+  fs.mkdirSync(folder);
+  r = await exportTo(folder, '--format', 'fakequant');
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/--onnx '.*a-folder.onnx' cannot be written/);
+  oneLine(r.stderr);
   r = await harmoq('export', '--arch', 'swinir-light', '--scale', '4', '--weights', weights(4), '--quant', qparams, '--onnx', out);
   expect(r.code).toBe(2);
   expect(r.stderr).toMatch(/is for scale x2, but the model is x4/);
