@@ -86,6 +86,19 @@ function pytorchAvailable() {
   return { ok: true, repo, python };
 }
 
+/** Best wall and CPU milliseconds (all threads) over `reps` runs of `fn`. */
+async function bestOf(reps, fn) {
+  let best = Infinity, bestCpu = Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t = performance.now(), c = process.cpuUsage();
+    await fn();
+    const used = process.cpuUsage(c);
+    best = Math.min(best, performance.now() - t);
+    bestCpu = Math.min(bestCpu, (used.user + used.system) / 1000);
+  }
+  return { best, bestCpu };
+}
+
 // The official model and protocol in PyTorch eager (float32, no_grad, whole images), same thread count.
 const PYTORCH_BENCH = String.raw`
 import json, sys, time, glob, os
@@ -293,14 +306,7 @@ async function runChild(kind, spec) {
     const perImage = {};
     let flops = 0;
     for (const { name, lr } of images) {
-      let best = Infinity, bestCpu = Infinity;
-      for (let r = 0; r < spec.reps; r++) {
-        const t = now(), c = process.cpuUsage();
-        await engine.superResolve(runner, lr);
-        const used = process.cpuUsage(c);
-        best = Math.min(best, now() - t);
-        bestCpu = Math.min(bestCpu, (used.user + used.system) / 1000);
-      }
+      const { best, bestCpu } = await bestOf(spec.reps, () => engine.superResolve(runner, lr));
       perImage[name] = { lr: `${lr.width}x${lr.height}`, ms: best, cpu_ms: bestCpu, gflop: engine.swinirFlops(config, lr.height, lr.width) / 1e9 };
       flops += engine.swinirFlops(config, lr.height, lr.width);
     }
@@ -349,14 +355,7 @@ async function runChild(kind, spec) {
     const t0 = now();
     await engine.superResolve(runner, lr);
     const first = now() - t0;
-    let best = Infinity, bestCpu = Infinity;
-    for (let r = 0; r < spec.reps; r++) {
-      const t = now(), c = process.cpuUsage();
-      await engine.superResolve(runner, lr);
-      const used = process.cpuUsage(c);
-      best = Math.min(best, now() - t);
-      bestCpu = Math.min(bestCpu, (used.user + used.system) / 1000);
-    }
+    const { best, bestCpu } = await bestOf(spec.reps, () => engine.superResolve(runner, lr));
     // CPU time (all threads, spinning included) is less sensitive than wall time to other jobs on the machine.
     emit({ ms: best, cpu_ms: bestCpu, first_call_ms: first, threads: spec.threads });
     await runner.dispose();

@@ -2,19 +2,15 @@
  * The fake-quantized model on both engines: ONNX nodes (SiteHook) and tfjs hooks (the differentiable
  * reference) compute the same thing, on the tiny golden SwinIR (2 RSTBs x 2 blocks, embed 12, window 4).
  */
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { dataDir, goldenDir } from '@harmoq/data';
 import { createEngine, type SRRunner } from '@harmoq/engine';
-import { SwinIRModel, checkArchitecture, initBackend, type SwinIRConfig } from '@harmoq/swinir';
-import { loadStateDict, readNpyFile, type StateDict } from '@harmoq/torch-io';
-import { resolveRequest } from './config';
+import { SwinIRModel, initBackend, type SwinIRConfig } from '@harmoq/swinir';
+import type { StateDict } from '@harmoq/torch-io';
 import { DEFAULT_QUANT_SETTINGS, makePlan, type BoundsMap, type QuantPlan } from './plan';
-import { qparamsPlan } from './qparams';
-import { quantizeModel, quantizedEngineOptions } from './quantize';
+import { quantizedEngineOptions } from './quantize';
+import { calibrateTiny, tinyGolden } from './testing/tiny-model';
 import { disposeTfBounds, tfjsQuantHooks, toTfBounds } from './tfjs';
 
-const fixture = path.join(goldenDir(), 'tiny_pixelshuffledirect_x2');
 let stateDict: StateDict;
 let config: SwinIRConfig;
 let input: Float32Array;
@@ -22,19 +18,10 @@ const shape = [1, 3, 19, 27] as const;
 
 beforeAll(async () => {
   await initBackend('wasm');
-  stateDict = loadStateDict(path.join(fixture, 'model.pth')).stateDict;
-  config = checkArchitecture(stateDict, { imgSize: 16 });
-  input = readNpyFile(path.join(fixture, 'input.npy')).data as Float32Array;
+  ({ stateDict, config, input } = tinyGolden());
 });
 
-/** MinMax bounds for the tiny model from 4 calibration patches (the real pipeline, small). */
-async function calibrated(method: string, bits: number, set: string[] = []): Promise<{ plan: QuantPlan; bounds: BoundsMap }> {
-  const request = resolveRequest({ method, wbits: bits, abits: bits, set: ['count=4', 'patchSize=16', 'heldOutCount=2', ...set] });
-  const qp = await quantizeModel({ arch: 'tiny', config, stateDict, checkpoint: { file: 'model.pth', sha256: '0'.repeat(64) } }, request, {
-    dataDir: dataDir(), threads: 1,
-  });
-  return qparamsPlan(qp);
-}
+const calibrated = (method: string, bits: number, set: string[] = []) => calibrateTiny({ stateDict, config }, method, bits, set);
 
 async function run(runner: SRRunner): Promise<Float32Array> {
   const out = await runner.forward(input, shape);

@@ -2,39 +2,27 @@
  * Exported files on the tiny golden SwinIR (2 RSTBs x 2 blocks, embed 12, window 4), run in onnxruntime-node
  * against the engine's fake-quant output on the golden input.
  */
-import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { dataDir, goldenDir } from '@harmoq/data';
 import { createEngine } from '@harmoq/engine';
-import { checkArchitecture, decodeModel, type SwinIRConfig } from '@harmoq/swinir';
-import { loadStateDict, readNpyFile, type StateDict } from '@harmoq/torch-io';
-import { resolveRequest } from '../config';
+import { decodeModel, type SwinIRConfig } from '@harmoq/swinir';
+import type { StateDict } from '@harmoq/torch-io';
 import { METHOD_NAMES } from '../methods';
 import type { BoundsMap, QuantPlan } from '../plan';
-import { qparamsPlan } from '../qparams';
-import { quantizeModel, quantizedEngineOptions } from '../quantize';
+import { quantizedEngineOptions } from '../quantize';
+import { calibrateTiny, tinyGolden } from '../testing/tiny-model';
 import { EXPORT_FORMATS, exportQuantizedOnnx, parseExportFormat, snappedPlan, type ExportFormat } from './export';
 import { packBits, unpackBits } from './pack';
 
-const fixture = path.join(goldenDir(), 'tiny_pixelshuffledirect_x2');
 const H = 19, W = 27;
 let stateDict: StateDict;
 let config: SwinIRConfig;
 let input: Float32Array;
 
 beforeAll(() => {
-  stateDict = loadStateDict(path.join(fixture, 'model.pth')).stateDict;
-  config = checkArchitecture(stateDict, { imgSize: 16 });
-  input = readNpyFile(path.join(fixture, 'input.npy')).data as Float32Array;
+  ({ stateDict, config, input } = tinyGolden());
 });
 
-async function calibrated(method: string, bits: number, set: string[] = []): Promise<{ plan: QuantPlan; bounds: BoundsMap }> {
-  const request = resolveRequest({ method, wbits: bits, abits: bits, set: ['count=4', 'patchSize=16', 'heldOutCount=2', ...set] });
-  const qp = await quantizeModel({ arch: 'tiny', config, stateDict, checkpoint: { file: 'model.pth', sha256: '0'.repeat(64) } }, request, {
-    dataDir: dataDir(), threads: 1,
-  });
-  return qparamsPlan(qp);
-}
+const calibrated = (method: string, bits: number, set: string[] = []) => calibrateTiny({ stateDict, config }, method, bits, set);
 
 async function runFile(model: Uint8Array): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: 1 });
