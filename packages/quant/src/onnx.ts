@@ -140,7 +140,7 @@ export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateD
   }
   const boundsOf = (site: QuantSite) => bounds!.get(site.id)!;
   // Per block: the LayerNorm output at the qkv input site, while the split is being rebuilt.
-  const qkvInputs = new Map<string, { x: string; info: SiteInfo; quantized: Map<string, string> }>();
+  const qkvInputs = new Map<string, QkvInput>();
   const splitParts = new Map<string, QuantSite[]>();
   if (quantize && plan.siteSet.qkvSplit) {
     for (const site of plan.sites) {
@@ -185,29 +185,48 @@ export function onnxQuantSites(plan: QuantPlan, bounds: BoundsMap | null, stateD
   };
 }
 
+/** The LayerNorm output at a block's qkv input site, and its quantized versions keyed by bounds and spec. */
+export interface QkvInput {
+  x: string;
+  info: SiteInfo;
+  quantized: Map<string, string>;
+}
+
+/**
+ * The qkv input quantized for one part. q, k and v quantize the same tensor; parts with equal bounds (DOBI and
+ * MinMax give them) share the nodes.
+ */
+export function quantizedQkvInput(g: GraphBuilder, input: QkvInput, bounds: Bounds, spec: QuantizerSpec, id: string): string {
+  const key = JSON.stringify([bounds, spec]);
+  let xq = input.quantized.get(key);
+  if (!xq) {
+    xq = siteQuantNodes(g, input.x, bounds, spec, input.info, id);
+    input.quantized.set(key, xq);
+  }
+  return xq;
+}
+
+/** One part's slice of the qkv bias (zeros when the model has no qkv bias). */
+export function qkvBiasPart(stateDict: StateDict, block: string, part: 0 | 1 | 2, embedDim: number): Float32Array {
+  const key = `${block}.attn.qkv.bias`;
+  return stateDict.has(key) ? toFloat32(stateDict.get(key)!, key).slice(part * embedDim, (part + 1) * embedDim) : new Float32Array(embedDim);
+}
+
 /**
  * One part of the split qkv in the layout the builder hands the q/k/v site: quantized input (that part's
  * bounds) times quantized weight slice plus bias, then (q only) the head_dim^-0.5 scale.
  */
 function projectPart(
   g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, stateDict: StateDict, block: string, part: 0 | 1 | 2,
-  parts: QuantSite[], input: { x: string; info: SiteInfo; quantized: Map<string, string> } | undefined, info: SiteInfo,
+  parts: QuantSite[], input: QkvInput | undefined, info: SiteInfo,
 ): string {
   if (!input) throw new ConfigError(`qkv split: the q/k/v site of ${block} came before its qkv input site`);
   const inputSite = parts.find((s) => s.part === part && s.role === 'activation')!;
   const weightSite = parts.find((s) => s.part === part && s.role === 'weight')!;
   const e = plan.config.embedDim;
-  // q, k and v quantize the same tensor; parts with equal bounds (DOBI and MinMax give them) share the nodes.
-  const inputBounds = bounds.get(inputSite.id)!;
-  const key = JSON.stringify([inputBounds, plan.spec(inputSite)]);
-  let xq = input.quantized.get(key);
-  if (!xq) {
-    xq = siteQuantNodes(g, input.x, inputBounds, plan.spec(inputSite), input.info, inputSite.id);
-    input.quantized.set(key, xq);
-  }
+  const xq = quantizedQkvInput(g, input, bounds.get(inputSite.id)!, plan.spec(inputSite), inputSite.id);
   const w = quantizedWeight(plan, weightSite, bounds.get(weightSite.id)!, stateDict);
-  const biasKey = `${block}.attn.qkv.bias`;
-  const bias = stateDict.has(biasKey) ? toFloat32(stateDict.get(biasKey)!, biasKey).slice(part * e, (part + 1) * e) : new Float32Array(e);
+  const bias = qkvBiasPart(stateDict, block, part, e);
   const axis = (name: string) => info.layout.indexOf(name);
   const heads = info.shape[axis('head')], n = info.shape[axis('token')], hd = info.shape[axis('head_dim')];
   const scale = (t: string) => (part === 0 ? g.op('Mul', [t, g.scalar(plan.config.qkScale || hd ** -0.5, 'q_scale')]) : t);

@@ -12,10 +12,10 @@
  * weight slice is a graph tensor (levels -> DequantizeLinear) laid out per head by Reshape/Transpose, which
  * onnxruntime folds at load.
  */
-import { TensorDataType, buildSwinIROnnx, decodeModel, encodeModel, toFloat32, type GraphBuilder, type ModelProtoObject, type SiteHook, type SiteInfo } from '@harmoq/swinir';
+import { TensorDataType, buildSwinIROnnx, decodeModel, encodeModel, type GraphBuilder, type ModelProtoObject, type SiteHook, type SiteInfo } from '@harmoq/swinir';
 import type { StateDict } from '@harmoq/torch-io';
 import { ConfigError } from '../errors';
-import { onnxQuantSites, quantizedWeight, siteQuantNodes } from '../onnx';
+import { onnxQuantSites, qkvBiasPart, quantizedQkvInput, quantizedWeight, siteQuantNodes, type QkvInput } from '../onnx';
 import type { BoundsMap, QuantPlan } from '../plan';
 import { gridOf, roundHalfEven, type Bounds, type QuantForm, type QuantizerSpec } from '../quantizer';
 import { withWeightOverrides } from '../quantize';
@@ -150,7 +150,7 @@ export function exportSiteHook(plan: QuantPlan, bounds: BoundsMap, checkpoint: S
   };
 
   // Per block: the LayerNorm output at the qkv input site, and its quantized versions, while the split is rebuilt.
-  const qkvInputs = new Map<string, { x: string; info: SiteInfo; quantized: Map<string, string> }>();
+  const qkvInputs = new Map<string, QkvInput>();
   const splitPart = (g: GraphBuilder, block: string, part: 0 | 1 | 2, info: SiteInfo): string => {
     const parts = byHook.get(`${block}.attn.qkv`) ?? [];
     const input = qkvInputs.get(block);
@@ -158,17 +158,10 @@ export function exportSiteHook(plan: QuantPlan, bounds: BoundsMap, checkpoint: S
     const weightSite = (byHook.get(`${block}.attn.qkv.weight`) ?? []).find((s) => s.part === part);
     if (!input || !inputSite || !weightSite) throw new ConfigError(`export: the split qkv of ${block} is incomplete (part ${part})`);
     if (info.layout.join() !== 'head,window,token,head_dim') throw new ConfigError(`export: q/k/v layout [${info.layout.join(', ')}] is not head-major`);
-    const inputBounds = bounds.get(inputSite.id)!;
-    const key = JSON.stringify([inputBounds, target.spec(inputSite)]);
-    let xq = input.quantized.get(key);
-    if (!xq) {
-      xq = siteQuantNodes(g, input.x, inputBounds, target.spec(inputSite), input.info, inputSite.id);
-      input.quantized.set(key, xq);
-    }
+    const xq = quantizedQkvInput(g, input, bounds.get(inputSite.id)!, target.spec(inputSite), inputSite.id);
     const e = plan.config.embedDim;
     const [heads, , n, hd] = info.shape;
-    const biasKey = `${block}.attn.qkv.bias`;
-    const bias = stateDict.has(biasKey) ? toFloat32(stateDict.get(biasKey)!, biasKey).slice(part * e, (part + 1) * e) : new Float32Array(e);
+    const bias = qkvBiasPart(stateDict, block, part, e);
     const name = `${block}.attn.qkv.${'qkv'[part]}`;
     const wh = g.op('Transpose', [g.op('Reshape', [weightTensor(g, weightSite), g.int64([heads, hd, e])])], { perm: [0, 2, 1] });
     let y = g.op('Add', [g.op('MatMul', [xq, wh]), g.constant(bias, [heads, 1, hd], `${name}.bias_heads`)]);
