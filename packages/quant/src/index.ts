@@ -24,3 +24,4 @@ export * from './config';
 export * from './qparams';
 export * from './quantize';
 export * from './export';
+export * from './restrict';
