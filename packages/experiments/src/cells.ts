@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { listBenchmark, listCalibration } from '@harmoq/data';
-import type { QuantizeRequest } from '@harmoq/quant';
+import type { QuantizeRequest, QuantRole } from '@harmoq/quant';
 import { codeVersion, type CodeVersion } from './code-version';
 import { canonicalJson, fileSha256, filesDigest, sha256Hex } from './hash';
 
@@ -35,6 +35,21 @@ export interface EvalConfig extends ModelSpec {
   engine: 'onnx';
   /** The calibrate cell whose qparams the model runs with; null for the float model. */
   quant: string | null;
+  /**
+   * Only the qparams' quantizers of these roles, the rest float (`restrictQuantization`). Absent (not
+   * undefined) for a full eval, so adding the field left every other cell's config as it was.
+   */
+  roles?: QuantRole[];
+  /** A sensitivity probe instead of one eval: each unit's quantizers alone (see probe.ts). */
+  probe?: ProbeSpec;
+}
+
+/** Quantizers evaluated one group at a time, the rest float, on the set's images or their center crops. */
+export interface ProbeSpec {
+  /** A unit: a name for the tables and the quantizer ids quantized together. */
+  units: { name: string; sites: string[] }[];
+  /** Side of the LR center crop in pixels (the HR crop is scale times that); null: whole images. */
+  crop: number | null;
 }
 
 export type CellConfig = CalibrateConfig | EvalConfig;
@@ -64,7 +79,7 @@ export interface Cell {
  * progress display do not change a result.
  */
 const FLOAT_CODE = ['engine', 'swinir', 'torch-io', 'data', 'metrics', 'atomic-fs'];
-const EXECUTOR = ['packages/experiments/src/execute.ts'];
+const EXECUTOR = ['packages/experiments/src/execute.ts', 'packages/experiments/src/probe.ts'];
 const CODE: Record<'calibrate' | 'evalFloat' | 'evalQuant', string[]> = {
   calibrate: ['quant', ...FLOAT_CODE],
   evalFloat: FLOAT_CODE,
@@ -127,6 +142,11 @@ export interface EvalCellInput {
   dataset: string;
   /** The calibrate cell to take qparams from; omitted for the float model. */
   quant?: Cell;
+  /** Only these quantizer roles (needs `quant`). */
+  roles?: QuantRole[];
+  probe?: ProbeSpec;
+  /** Axes added to (or replacing) the ones the cell would have, and a label suffix. */
+  axes?: Record<string, string>;
 }
 
 const datasetDigests = new Map<string, string>();
@@ -160,25 +180,36 @@ function datasetMegapixels(dataDir: string, dataset: string): number {
   return listBenchmark(dataset, 2, dataDir).reduce((a, e) => a + pngPixels(e.hrPath), 0) / 1e6;
 }
 
+/** A probe's output megapixels: the float reference plus every unit, on the crops or the whole images. */
+function probeMegapixels(dataDir: string, dataset: string, scale: number, probe: ProbeSpec): number {
+  const runs = probe.units.length + 1;
+  if (probe.crop === null) return runs * datasetMegapixels(dataDir, dataset);
+  return (runs * listBenchmark(dataset, scale, dataDir).length * (probe.crop * scale) ** 2) / 1e6;
+}
+
 export function evalCell(input: EvalCellInput): Cell {
   const quant = input.quant;
   if (quant && quant.kind !== 'calibrate') throw new Error(`eval cell needs a calibrate cell, got ${quant.kind} ${quant.key}`);
+  if (!quant && (input.roles || input.probe)) throw new Error('an eval restricted to some quantizers needs a calibrate cell');
   const config: EvalConfig = {
     kind: 'eval', arch: input.arch, scale: input.scale, checkpoint: path.basename(input.checkpointPath),
     dataset: input.dataset, engine: 'onnx', quant: quant?.key ?? null,
+    ...(input.roles ? { roles: input.roles } : {}),
+    ...(input.probe ? { probe: input.probe } : {}),
   };
   const inputs = { checkpoint: fileSha256(input.checkpointPath), dataset: datasetDigest(input.dataDir, input.dataset, input.scale) };
   const code = codeVersion(quant ? CODE.evalQuant : CODE.evalFloat, EXECUTOR);
   const deps = quant ? [quant.key] : [];
   const axes: Record<string, string> = quant
-    ? { ...quant.axes, dataset: input.dataset }
-    : { scale: String(input.scale), method: 'fp', dataset: input.dataset };
+    ? { ...quant.axes, dataset: input.dataset, ...input.axes }
+    : { scale: String(input.scale), method: 'fp', dataset: input.dataset, ...input.axes };
+  const extra = Object.entries(input.axes ?? {}).filter(([k]) => !['scale', 'method', 'bits', 'dataset'].includes(k)).map(([, v]) => ` ${v}`).join('');
   return {
     key: cellKey({ kind: 'eval', config, inputs, code, deps }),
     kind: 'eval',
-    label: `eval ${input.dataset} x${input.scale} ${quant ? `${axes.method} ${axes.bits}` : 'fp'}`,
+    label: `eval ${input.dataset} x${input.scale} ${quant ? `${axes.method} ${axes.bits}` : 'fp'}${extra}`,
     axes, config, inputs, code, deps,
     paths: { checkpoint: path.resolve(input.checkpointPath), dataDir: path.resolve(input.dataDir) },
-    work: datasetMegapixels(input.dataDir, input.dataset),
+    work: input.probe ? probeMegapixels(input.dataDir, input.dataset, input.scale, input.probe) : datasetMegapixels(input.dataDir, input.dataset),
   };
 }

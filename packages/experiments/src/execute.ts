@@ -5,12 +5,13 @@
 import * as path from 'node:path';
 import { createEngine, evaluate, superResolve, type EngineOptions } from '@harmoq/engine';
 import {
-  checkQParamsFor, qparamsPlan, quantizedEngineOptions, quantizeModel, writeQParams, type ProgressUpdate,
+  checkQParamsFor, qparamsPlan, quantizedEngineOptions, quantizeModel, restrictQuantization, writeQParams, type ProgressUpdate,
 } from '@harmoq/quant';
 import { checkArchitecture, expectedFor, type ArchName, type SwinIRConfig } from '@harmoq/swinir';
 import { loadStateDict, type StateDict } from '@harmoq/torch-io';
 import type { Cell } from './cells';
 import { ExperimentError } from './errors';
+import { runProbe, type ProbeResult } from './probe';
 import { CellStore, RESULT_FILES, type EvalResult } from './store';
 
 export interface ExecuteOptions {
@@ -66,6 +67,7 @@ export async function executeCell(cell: Cell, store: CellStore, options: Execute
     return;
   }
 
+  const identity = { cell: cell.key, model: config.checkpoint, weights_sha256: model.sha256, arch: config.arch, engine: config.engine };
   let engineOptions: Pick<EngineOptions, 'stateDict' | 'sites' | 'hook'> = { stateDict: model.stateDict };
   let quant: Pick<EvalResult, 'method' | 'wbits' | 'abits'> = {};
   if (config.quant !== null) {
@@ -73,8 +75,19 @@ export async function executeCell(cell: Cell, store: CellStore, options: Execute
     const qfile = store.resultPath({ key: config.quant, kind: 'calibrate' });
     checkQParamsFor(qparams, { arch: config.arch, scale: config.scale, config: model.config, sha256: model.sha256, file: cell.paths.checkpoint }, qfile);
     const { plan, bounds } = qparamsPlan(qparams, qfile);
-    engineOptions = quantizedEngineOptions(plan, bounds, model.stateDict, config.engine);
     quant = { method: qparams.method, wbits: qparams.wbits, abits: qparams.abits };
+    if (config.probe) {
+      const measured = await runProbe(
+        { config: model.config, stateDict: model.stateDict, engine: config.engine, threads: options.threads },
+        { dataset: config.dataset, scale: config.scale, dataDir: cell.paths.dataDir, probe: config.probe, plan, bounds, onProgress: options.onProgress },
+      );
+      const { backend, ...result } = measured;
+      store.finishEval(cell, { ...identity, backend, threads: options.threads, ...result, ...quant } satisfies ProbeResult);
+      return;
+    }
+    const roles = config.roles;
+    const used = roles ? restrictQuantization(plan, bounds, model.stateDict, (s) => roles.includes(s.role)) : { plan, bounds, stateDict: model.stateDict };
+    engineOptions = quantizedEngineOptions(used.plan, used.bounds, used.stateDict, config.engine);
   }
   const runner = await createEngine({ engine: config.engine, config: model.config, threads: options.threads, ...engineOptions });
   try {
@@ -83,11 +96,7 @@ export async function executeCell(cell: Cell, store: CellStore, options: Execute
       upscale: (lr) => superResolve(runner, lr),
       onImage: options.onProgress && ((done, total, row) => options.onProgress!(`${done}/${total} ${row.name} ${row.psnr_y.toFixed(2)} dB`)),
     });
-    store.finishEval(cell, {
-      cell: cell.key, model: config.checkpoint, weights_sha256: model.sha256, arch: config.arch,
-      engine: config.engine, backend: runner.description, threads: options.threads,
-      ...report, ...quant,
-    });
+    store.finishEval(cell, { ...identity, backend: runner.description, threads: options.threads, ...report, ...quant });
   } finally {
     await runner.dispose();
   }

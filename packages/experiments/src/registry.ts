@@ -1,10 +1,12 @@
 /** The experiment modules, by name; an alias resolves to its module (one implementation per table). */
+import { asymmetry } from './experiments/asymmetry';
 import { baselines } from './experiments/baselines';
+import { sensitivity } from './experiments/sensitivity';
 import { ExperimentError } from './errors';
 import type { AnyExperiment } from './grid';
 import { nearest } from '@harmoq/quant';
 
-export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines };
+export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines, asymmetry, sensitivity };
 
 /** Every name `harmoq exp` accepts: module names and their aliases. */
 export function experimentNames(): string[] {

@@ -9,7 +9,7 @@ import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
 import { writeFileAtomic } from '@harmoq/atomic-fs';
 import { BENCHMARKS } from '@harmoq/data';
-import { ConfigError, DEFAULT_SEED, METHOD_NAMES, SUPPORTED_BITS, resolveRequest } from '@harmoq/quant';
+import { ConfigError, DEFAULT_SEED, METHOD_NAMES, SUPPORTED_BITS, resolveRequest, type QuantizeRequest } from '@harmoq/quant';
 import { ARCH_NAMES } from '@harmoq/swinir';
 import { bitsLabel, calibrateCell, evalCell, type Cell } from '../cells';
 import { ExperimentError } from '../errors';
@@ -17,25 +17,36 @@ import { defineExperiment, GRID_PRESETS, type AggregateContext, type GridContext
 
 const DATASETS = Object.keys(BENCHMARKS) as [string, ...string[]];
 const BITS = SUPPORTED_BITS.flatMap((w) => SUPPORTED_BITS.map((a) => bitsLabel(w, a))) as [string, ...string[]];
+
+/** Scales the stand-in checkpoints and SwinIR configs support. */
 const SCALES = [2, 3, 4, 8];
 
-export const baselinesSchema = z.strictObject({
+/** Fields every grid over one checkpoint per scale shares (the other experiment modules spread them). */
+export const MODEL_FIELDS = {
   preset: z.enum(GRID_PRESETS),
   seed: z.number().int().min(0).max(0xffffffff),
   arch: z.enum(ARCH_NAMES as unknown as [string, ...string[]]),
   /** Checkpoint per scale: `{scale}` is replaced; relative paths are relative to the data folder. */
   checkpoint: z.string().includes('{scale}', { message: "must contain '{scale}'" }),
+};
+export const METHOD_FIELD = z.enum(METHOD_NAMES as unknown as [string, ...string[]]);
+export const SCALES_FIELD = z.array(z.number().int().refine((s) => SCALES.includes(s), { message: `scale must be one of ${SCALES.join(', ')}` })).min(1);
+export const DATASETS_FIELD = z.array(z.enum(DATASETS)).min(1);
+/**
+ * Calibration overrides for every cell, as `harmoq quantize --set` takes them: `quantizer.<key>`,
+ * `calibration.<key>`, or `<method>.<option>` for one method's options.
+ */
+export const QUANT_FIELD = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
+export const baselinesSchema = z.strictObject({
+  ...MODEL_FIELDS,
   /** Include the float model's row. */
   fp: z.boolean(),
-  methods: z.array(z.enum(METHOD_NAMES as unknown as [string, ...string[]])).min(1),
+  methods: z.array(METHOD_FIELD).min(1),
   bits: z.array(z.enum(BITS)).min(1),
-  scales: z.array(z.number().int().refine((s) => SCALES.includes(s), { message: `scale must be one of ${SCALES.join(', ')}` })).min(1),
-  datasets: z.array(z.enum(DATASETS)).min(1),
-  /**
-   * Calibration overrides for every cell, as `harmoq quantize --set` takes them: `quantizer.<key>`,
-   * `calibration.<key>`, or `<method>.<option>` for one method's options.
-   */
-  quant: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  scales: SCALES_FIELD,
+  datasets: DATASETS_FIELD,
+  quant: QUANT_FIELD,
 });
 export type BaselinesConfig = z.infer<typeof baselinesSchema>;
 
@@ -45,7 +56,7 @@ function parseBits(label: string): { wbits: number; abits: number } {
 }
 
 /** The `quant` overrides that apply to one method, as resolveRequest's `set` list. */
-function quantSettings(quant: BaselinesConfig['quant'], method: string): string[] {
+function quantSettings(quant: Record<string, string | number | boolean>, method: string): string[] {
   const out: string[] = [];
   for (const [key, value] of Object.entries(quant)) {
     const dot = key.indexOf('.');
@@ -60,12 +71,24 @@ function quantSettings(quant: BaselinesConfig['quant'], method: string): string[
   return out;
 }
 
+/** The resolved calibration request of one grid entry; a bad override is an ExperimentError naming it. */
+export function calibrationRequest(
+  config: { preset: string; seed: number; quant: Record<string, string | number | boolean> }, method: string, wbits: number, abits: number,
+): QuantizeRequest {
+  try {
+    return resolveRequest({ method, wbits, abits, preset: config.preset, seed: config.seed, set: quantSettings(config.quant, method) });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ExperimentError(`${method} ${bitsLabel(wbits, abits)}: ${err.message}`, { value: err.value, choices: err.choices });
+    throw err;
+  }
+}
+
 /** Benchmark sets cheapest first (the BENCHMARKS order: Set5, Set14, B100, ...). */
-function byCost(datasets: readonly string[]): string[] {
+export function byCost(datasets: readonly string[]): string[] {
   return [...new Set(datasets)].sort((a, b) => DATASETS.indexOf(a) - DATASETS.indexOf(b));
 }
 
-export function checkpointFor(config: BaselinesConfig, scale: number, dataDir: string): string {
+export function checkpointFor(config: Pick<BaselinesConfig, 'checkpoint'>, scale: number, dataDir: string): string {
   const file = path.resolve(dataDir, config.checkpoint.replaceAll('{scale}', String(scale)));
   if (!fs.existsSync(file)) {
     throw new ExperimentError(`no checkpoint for x${scale}: '${file}' does not exist (checkpoint=${config.checkpoint}, data ${dataDir})`, { value: file });
@@ -82,14 +105,8 @@ function cells(config: BaselinesConfig, ctx: GridContext): Cell[] {
     const calibrations: Cell[] = [];
     for (const method of config.methods) {
       for (const bits of config.bits) {
-        let request;
-        try {
-          request = resolveRequest({ method, ...parseBits(bits), preset: config.preset, seed: config.seed, set: quantSettings(config.quant, method) });
-        } catch (err) {
-          if (err instanceof ConfigError) throw new ExperimentError(`${method} ${bits}: ${err.message}`, { value: err.value, choices: err.choices });
-          throw err;
-        }
-        calibrations.push(calibrateCell({ ...model, request }));
+        const { wbits, abits } = parseBits(bits);
+        calibrations.push(calibrateCell({ ...model, request: calibrationRequest(config, method, wbits, abits) }));
       }
     }
     const emitted = new Set<string>();
