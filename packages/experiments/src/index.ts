@@ -45,3 +45,9 @@ export { psnrBitsCharts, type NamedChart } from './figures/curves';
 export { asymmetryCharts, sensitivityChart, type AsymmetryRow, type SensitivityRow } from './figures/hooks';
 export { renderSvgs, svgToPng, type VegaLiteSpec } from './figures/vega';
 export { comparisonCrops, detailBox, cropZoom, type CropOptions } from './figures/crops';
+export { CLAIM_FILE, type ClaimHolder, type ClaimOptions } from './store';
+export {
+  SCHEDULERS, planSlurm, arraySpec, shellQuote, sbatchDirectives, slurmScripts, emitSlurm, jobTrackingUri,
+  type Scheduler, type SlurmOptions, type SlurmGridFlags, type SlurmGroup, type SlurmPlan, type SlurmScriptsInput,
+  type EmitSlurmOptions, type SlurmSetup,
+} from './slurm';

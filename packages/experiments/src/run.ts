@@ -19,7 +19,7 @@ import { applySet, GRID_PRESETS, parseOnly, selectCells, type AnyExperiment, typ
 import { runPool, type CellEvent, type PoolReport } from './pool';
 import { gridProgress } from './progress';
 import { experimentByName } from './registry';
-import { CellStore } from './store';
+import { CellStore, type ClaimOptions } from './store';
 import { buildTables, TABLE_EXPERIMENTS } from './tables/build';
 import { logCellRun, trackedCellKeys } from './tracking';
 import type { WorkerMessage, WorkerRequest } from './worker';
@@ -206,9 +206,15 @@ export async function runExperiment(options: RunOptions): Promise<ExperimentRepo
     report = await runPool(grid.selected, {
       jobs,
       isDone: (cell) => store.isDone(cell),
-      run: (cell, onProgress) => executor === 'inline'
-        ? executeCell(cell, store, { threads, onProgress })
-        : runInWorker(cell, resultsDir, threads, onProgress),
+      run: async (cell, onProgress) => {
+        const ranHere = await store.withClaim(cell, async () => {
+          if (store.isDone(cell)) return false;
+          await (executor === 'inline' ? executeCell(cell, store, { threads, onProgress }) : runInWorker(cell, resultsDir, threads, onProgress));
+          return true;
+        }, { onWait: (h) => onProgress(`waiting for ${h.host}:${h.pid}, which runs it`) });
+        // Another process ran it (and logged it): refresh the runs that exist so it is not logged twice.
+        if (!ranHere && tracker) for (const key of await trackedCellKeys(tracker, experiment)) tracked.add(key);
+      },
       afterDone: async (cell) => {
         await trackCell(tracker, tracked, cell, store, experiment, preset, commit);
         // Tables as the grid goes (at most once a minute), so a long run has a current table before it ends.
@@ -246,6 +252,10 @@ export interface CellOptions extends GridOptions {
   threads?: number;
   resultsDir?: string;
   tracker?: Tracker | null;
+  /** Refuse to run unless the index names this cell (a batch setup records the keys it was emitted for). */
+  expectKey?: string;
+  /** How a cell another process is running is waited for. */
+  claim?: ClaimOptions;
 }
 
 /** Runs exactly one cell of a grid (for Slurm array tasks); returns whether it ran or was already finished. */
@@ -256,17 +266,26 @@ export async function runOneCell(options: CellOptions): Promise<{ cell: Cell; ra
     throw new ExperimentError(`cell index ${index} is out of range (0..${grid.selected.length - 1} for ${grid.module.name})`, { value: String(index) });
   }
   const cell = grid.selected[index];
+  if (options.expectKey !== undefined && options.expectKey !== cell.key) {
+    throw new ExperimentError(
+      `cell index ${index} of ${grid.module.name} is now ${cell.key} (${cell.label}), not ${options.expectKey}: ` +
+        'the code, data or options changed since the batch setup was written; emit it again',
+      { value: options.expectKey, choices: [cell.key] },
+    );
+  }
   const resultsDir = path.resolve(options.resultsDir ?? defaultResultsDir());
   const store = new CellStore(resultsDir);
   const tracker = options.tracker === undefined ? new Tracker() : options.tracker;
   const preset = String(grid.config.preset);
-  const tracked = tracker ? await trackedCellKeys(tracker, grid.module.name) : new Set<string>();
-  if (store.isDone(cell)) {
-    await trackCell(tracker, tracked, cell, store, grid.module.name, preset, gitCommit().sha);
-    return { cell, ran: false, seconds: 0 };
-  }
   const started = process.hrtime.bigint();
-  await executeCell(cell, store, { threads: options.threads ?? defaultThreads() });
-  await trackCell(tracker, tracked, cell, store, grid.module.name, preset, gitCommit().sha);
-  return { cell, ran: true, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+  // The claim covers the tracking too (the runs are listed under it), so two tasks given the same cell
+  // neither compute it twice nor log it twice.
+  const ran = await store.withClaim(cell, async () => {
+    const todo = !store.isDone(cell);
+    if (todo) await executeCell(cell, store, { threads: options.threads ?? defaultThreads() });
+    const tracked = tracker ? await trackedCellKeys(tracker, grid.module.name) : new Set<string>();
+    await trackCell(tracker, tracked, cell, store, grid.module.name, preset, gitCommit().sha);
+    return todo;
+  }, options.claim);
+  return { cell, ran, seconds: ran ? Number(process.hrtime.bigint() - started) / 1e9 : 0 };
 }
