@@ -50,7 +50,9 @@ function cells(config: AsymmetryConfig, ctx: GridContext): Cell[] {
     }));
     const emitted = new Set<string>();
     for (const dataset of byCost(config.datasets)) {
-      out.push(evalCell({ ...model, dataset }));
+      // Every drop needs the float eval: no method, bits or setting axis, so no `--only` on those drops it.
+      const fp = evalCell({ ...model, dataset });
+      out.push({ ...fp, axes: { scale: fp.axes.scale, dataset } });
       for (const cal of calibrations) {
         if (!emitted.has(cal.key)) {
           emitted.add(cal.key);
@@ -89,7 +91,7 @@ export interface SettingDrop {
 }
 
 /** One (scale, method, bits, dataset): the drops of each setting and the asymmetry index. */
-export interface AsymmetryRow {
+export interface AsymmetryDrops {
   scale: number;
   method: string;
   bits: number;
@@ -104,7 +106,7 @@ export function entriesFromCells(grid: readonly Cell[], store: Pick<CellStore, '
   return grid.filter((c) => c.kind === 'eval').map((c) => {
     const r = store.readEval(c);
     return {
-      scale: c.config.scale, dataset: c.axes.dataset, method: c.axes.method, bits: c.axes.bits === undefined ? null : Number(c.axes.bits),
+      scale: c.config.scale, dataset: c.axes.dataset, method: c.axes.method ?? 'fp', bits: c.axes.bits === undefined ? null : Number(c.axes.bits),
       setting: (c.axes.setting ?? 'fp') as AsymmetryEntry['setting'], cell: c.key, status: r ? 'done' : 'missing',
       psnr_y: r?.psnr_y ?? null, ssim_y: r?.ssim_y ?? null,
     };
@@ -118,9 +120,9 @@ export function lossRatio(fp: { psnr_y: number; ssim_y: number }, drop: { psnr: 
 }
 
 /** Drops and indices from the entries; rows in scale, method (config order), bits (high first), dataset order. */
-export function asymmetryRows(entries: readonly AsymmetryEntry[], floor: AsymmetryConfig['floor'], methods: readonly string[]): AsymmetryRow[] {
+export function asymmetryRows(entries: readonly AsymmetryEntry[], floor: AsymmetryConfig['floor'], methods: readonly string[]): AsymmetryDrops[] {
   const fpOf = new Map(entries.filter((e) => e.setting === 'fp').map((e) => [`${e.scale}|${e.dataset}`, e]));
-  const rows = new Map<string, AsymmetryRow>();
+  const rows = new Map<string, AsymmetryDrops>();
   for (const e of entries) {
     if (e.setting === 'fp' || e.bits === null) continue;
     const id = `${e.scale}|${e.method}|${e.bits}|${e.dataset}`;
@@ -149,8 +151,8 @@ export function asymmetryRows(entries: readonly AsymmetryEntry[], floor: Asymmet
 }
 
 /** Geometric mean of the defined indices per (scale, method), and how many were defined. */
-export function indexSummary(rows: readonly AsymmetryRow[]): { scale: number; method: string; defined: number; total: number; geomean: number | null; above1: number }[] {
-  const groups = new Map<string, AsymmetryRow[]>();
+export function indexSummary(rows: readonly AsymmetryDrops[]): { scale: number; method: string; defined: number; total: number; geomean: number | null; above1: number }[] {
+  const groups = new Map<string, AsymmetryDrops[]>();
   for (const r of rows) groups.set(`${r.scale}|${r.method}`, [...(groups.get(`${r.scale}|${r.method}`) ?? []), r]);
   return [...groups.values()].map((g) => {
     const defined = g.map((r) => r.index).filter((v): v is number => v !== null);
@@ -164,7 +166,7 @@ export function indexSummary(rows: readonly AsymmetryRow[]): { scale: number; me
 
 const full = (v: number | null | undefined) => (v === null || v === undefined ? '' : String(v));
 
-export function asymmetryCsv(rows: readonly AsymmetryRow[]): string {
+export function asymmetryCsv(rows: readonly AsymmetryDrops[]): string {
   const header = ['scale', 'method', 'bits', 'dataset', 'fp_psnr_y', 'fp_ssim_y',
     ...ASYMMETRY_SETTINGS.flatMap((s) => [`${s}_psnr_y`, `${s}_ssim_y`, `${s}_psnr_drop`, `${s}_ssim_drop`, `${s}_ratio`]), 'asymmetry_index'];
   return stringify([header, ...rows.map((r) => [
@@ -183,7 +185,7 @@ export interface AsymmetryRowsFile {
   config: AsymmetryConfig;
   cells: { total: number; done: number; missing: number };
   entries: AsymmetryEntry[];
-  rows: AsymmetryRow[];
+  rows: AsymmetryDrops[];
   summary: ReturnType<typeof indexSummary>;
 }
 

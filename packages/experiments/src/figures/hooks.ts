@@ -5,9 +5,9 @@
 import { PALETTE, type BarChart, type LineChart } from './charts';
 import type { NamedChart } from './curves';
 
-/** One asymmetry measurement: only the weights, or only the activations, quantized to `bits`. */
+/** One asymmetry measurement: only the weights, only the activations, or both quantized to `bits`. */
 export interface AsymmetryRow {
-  quantized: 'weights' | 'activations';
+  quantized: 'weights' | 'activations' | 'both';
   bits: number;
   dataset: string;
   /** Drop from the float model (FP minus quantized), null when the cell is missing. */
@@ -22,7 +22,9 @@ export interface AsymmetryRow {
 export function asymmetryCharts(rows: readonly AsymmetryRow[]): NamedChart<LineChart>[] {
   const datasets = [...new Set(rows.map((r) => r.dataset))];
   const bits = [...new Set(rows.map((r) => r.bits))].sort((a, b) => a - b).map(String);
-  const targets = [['weights', 'weights only'], ['activations', 'activations only']] as const;
+  // Both quantized is drawn only when measured: the claim is about the two sides apart.
+  const targets = ([['weights', 'weights only'], ['activations', 'activations only'], ['both', 'both']] as const)
+    .filter(([t]) => t !== 'both' || rows.some((r) => r.quantized === 'both'));
   const out: NamedChart<LineChart>[] = [];
   for (const dataset of datasets) {
     for (const [metric, field, unit] of [['psnr', 'psnrDrop', ' (dB)'], ['ssim', 'ssimDrop', '']] as const) {

@@ -11,9 +11,16 @@ import { comparisonCrops, type CropOptions } from '../figures/crops';
 import { lineChartSpec, tikzDocument, tikzLineChart } from '../figures/charts';
 import { psnrBitsCharts } from '../figures/curves';
 import { renderSvgs, svgToPng } from '../figures/vega';
+import { plainCsv, plainLatex, plainMarkdown, type PlainTable } from './plain';
 import { latexDocument, tableCsv, tableLatex, tableMarkdown } from './render';
 import { loadBaselines, type BaselinesSource } from './source';
+import {
+  asymmetryFigures, asymmetryTables, loadAsymmetry, loadSensitivity, sensitivityFigures, sensitivityTables,
+  type AsymmetrySource, type SensitivitySource,
+} from './studies';
 import { baselineTables } from './table';
+import type { NamedChart } from '../figures/curves';
+import type { LineChart } from '../figures/charts';
 
 export interface TablesOptions {
   resultsDir: string;
@@ -45,7 +52,12 @@ function writeBaselines(source: BaselinesSource, outDir: string, write: Writer):
   }
   write(path.join(outDir, 'tables', 'tables.tex'), latexDocument(tables.map((t) => t.name)));
 
-  const charts = psnrBitsCharts(source);
+  writeLineCharts(psnrBitsCharts(source), outDir, write);
+}
+
+/** Line charts as PNG and TikZ, plus a document that inputs every TikZ file. */
+function writeLineCharts(all: readonly NamedChart<LineChart>[], outDir: string, write: Writer): void {
+  const charts = all.filter((c) => c.chart.reference || c.chart.series.some((s) => s.points.length > 0));
   const svgs = renderSvgs(charts.map((c) => lineChartSpec(c.chart)));
   charts.forEach((c, i) => {
     write(path.join(outDir, 'figures', `${c.name}.png`), svgToPng(svgs[i]));
@@ -54,8 +66,43 @@ function writeBaselines(source: BaselinesSource, outDir: string, write: Writer):
   if (charts.length > 0) write(path.join(outDir, 'figures', 'figures.tex'), tikzDocument(charts.map((c) => c.name)));
 }
 
-/** Experiments that have tables (the others' figure builders are in figures/hooks.ts until they exist). */
-export const TABLE_EXPERIMENTS = ['baselines'] as const;
+function writePlainTables(tables: readonly PlainTable[], outDir: string, write: Writer): void {
+  for (const t of tables) {
+    write(path.join(outDir, 'tables', `${t.name}.tex`), plainLatex(t));
+    write(path.join(outDir, 'tables', `${t.name}.md`), plainMarkdown(t));
+    write(path.join(outDir, 'tables', `${t.name}.csv`), plainCsv(t));
+  }
+  if (tables.length > 0) write(path.join(outDir, 'tables', 'tables.tex'), latexDocument(tables.map((t) => t.name)));
+}
+
+/** How each experiment's tables are built: its source (null: no results yet) and its writer. */
+interface TableBuilder<S extends { origin: string }> {
+  load(resultsDir: string): S | null;
+  write(source: S, outDir: string, write: Writer): void;
+  /** The comparison crops, for the experiments that have them. */
+  crops?: boolean;
+}
+
+const BUILDERS = {
+  baselines: { load: loadBaselines, write: writeBaselines, crops: true } satisfies TableBuilder<BaselinesSource>,
+  asymmetry: {
+    load: loadAsymmetry,
+    write: (source, outDir, write) => {
+      writePlainTables(asymmetryTables(source), outDir, write);
+      writeLineCharts(asymmetryFigures(source), outDir, write);
+    },
+  } satisfies TableBuilder<AsymmetrySource>,
+  sensitivity: {
+    load: loadSensitivity,
+    write: (source, outDir, write) => {
+      writePlainTables(sensitivityTables(source), outDir, write);
+      writeLineCharts(sensitivityFigures(source), outDir, write);
+    },
+  } satisfies TableBuilder<SensitivitySource>,
+};
+
+/** Experiments that have tables. */
+export const TABLE_EXPERIMENTS = ['baselines', 'asymmetry', 'sensitivity'] as const satisfies readonly (keyof typeof BUILDERS)[];
 
 /** Removes the files in `dir` that this run did not write. */
 function pruneStale(dir: string, written: ReadonlySet<string>): void {
@@ -74,23 +121,24 @@ export async function buildTables(options: TablesOptions): Promise<ExperimentTab
   const out: ExperimentTables[] = [];
   for (const experiment of TABLE_EXPERIMENTS) {
     if (options.only !== undefined && options.only !== experiment) continue;
-    const source = loadBaselines(resultsDir);
+    const builder = BUILDERS[experiment] as TableBuilder<{ origin: string }>;
+    const source = builder.load(resultsDir);
     if (!source) {
       out.push({ experiment, origin: null, files: [] });
       continue;
     }
     const outDir = path.join(resultsDir, experiment);
     const written = new Set<string>();
-    writeBaselines(source, outDir, (file, content) => {
+    builder.write(source, outDir, (file, content) => {
       fs.mkdirSync(path.dirname(file), { recursive: true });
       writeFileAtomic(file, content);
       written.add(file);
     });
     for (const sub of ['tables', 'figures']) pruneStale(path.join(outDir, sub), written);
     const report: ExperimentTables = { experiment, origin: source.origin, files: [...written] };
-    if (options.crops) {
+    if (options.crops && builder.crops) {
       try {
-        const crops = await comparisonCrops(source, resultsDir, outDir, { log: options.log, ...options.crops });
+        const crops = await comparisonCrops(source as BaselinesSource, resultsDir, outDir, { log: options.log, ...options.crops });
         if (crops.length === 0) report.cropsSkipped = 'no calibration has finished';
         report.files.push(...crops);
       } catch (err) {

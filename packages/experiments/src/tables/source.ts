@@ -188,7 +188,9 @@ function fromCells(resultsDir: string): BaselinesSource | null {
     records.push(readJson(path.join(dir, 'config.json')) as CellRecord);
   }
   const cals = new Map(records.filter((r) => r.config.kind === 'calibrate').map((r) => [r.key, r]));
-  const evals = records.filter((r) => r.config.kind === 'eval' && r.axes.method !== undefined && r.axes.dataset !== undefined);
+  // Only plain evals of a baselines-like grid: not the asymmetry study's or the sensitivity probes (they carry a setting or role axis).
+  const evals = records.filter((r) => r.config.kind === 'eval' && r.axes.method !== undefined && r.axes.dataset !== undefined &&
+    r.axes.setting === undefined && r.axes.role === undefined);
   if (evals.length === 0) return null;
   const preset = single('preset', [...cals.values()].map((c) => c.config.request!.preset));
   const seed = single('seed', [...cals.values()].map((c) => c.config.request!.seed));
