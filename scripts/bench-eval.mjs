@@ -18,6 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { minimist } from 'zx';
+import { writeJsonAtomic } from './bench-common.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SCRIPT), '..');
@@ -237,13 +238,7 @@ report.targets = {
 };
 
 report.machine.load_average_at_end = os.loadavg().map((v) => Number(v.toFixed(2)));
-fs.mkdirSync(path.dirname(outFile), { recursive: true });
-const tmp = `${outFile}.${process.pid}.tmp`;
-const fd = fs.openSync(tmp, 'w');
-fs.writeSync(fd, JSON.stringify(report, null, 2) + '\n');
-fs.fsyncSync(fd);
-fs.closeSync(fd);
-fs.renameSync(tmp, outFile);
+writeJsonAtomic(outFile, report);
 
 console.log('\nSet5 x2 pass (warm, s) and achieved GFLOP/s:');
 for (const [t, r] of Object.entries(report.onnxruntime)) {

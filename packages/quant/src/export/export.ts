@@ -163,9 +163,19 @@ export function exportSiteHook(plan: QuantPlan, bounds: BoundsMap, checkpoint: S
     const [heads, , n, hd] = info.shape;
     const bias = qkvBiasPart(stateDict, block, part, e);
     const name = `${block}.attn.qkv.${'qkv'[part]}`;
+    const qScale = () => g.scalar(plan.config.qkScale || hd ** -0.5, 'q_scale');
+    if (format === 'qdq') {
+      // Tokens x weight as one 2-D Gemm straight off the two DequantizeLinear nodes (the pattern onnxruntime
+      // fuses into an integer QGemm), bias added after it (see integerGemms), then laid out per head.
+      let y = g.op('Gemm', [xq, weightTensor(g, weightSite)], { transB: 1 }, name);
+      y = g.op('Add', [y, g.constant(bias, [e], `${name}.bias`)]);
+      if (part === 0) y = g.op('Mul', [y, qScale()]);
+      y = g.op('Transpose', [g.op('Reshape', [y, g.int64([-1, heads, hd])])], { perm: [1, 0, 2] });
+      return g.op('Reshape', [y, g.int64([heads, -1, n, hd])]);
+    }
     const wh = g.op('Transpose', [g.op('Reshape', [weightTensor(g, weightSite), g.int64([heads, hd, e])])], { perm: [0, 2, 1] });
     let y = g.op('Add', [g.op('MatMul', [xq, wh]), g.constant(bias, [heads, 1, hd], `${name}.bias_heads`)]);
-    if (part === 0) y = g.op('Mul', [y, g.scalar(plan.config.qkScale || hd ** -0.5, 'q_scale')]);
+    if (part === 0) y = g.op('Mul', [y, qScale()]);
     return g.op('Reshape', [y, g.int64([heads, -1, n, hd])]);
   };
 
@@ -224,12 +234,37 @@ function toUint4Levels(proto: ModelProtoObject): number {
 }
 
 /**
+ * Every Gemm whose two inputs come straight from DequantizeLinear loses its float bias to an Add after it:
+ * onnxruntime fuses DQ -> Gemm into an integer QGemm only when the bias is absent or itself dequantized from
+ * int32 (its QDQ Gemm selector), and a separate Add keeps the float bias exact. Returns how many were split.
+ */
+export function integerGemms(proto: ModelProtoObject): number {
+  const producer = new Map(proto.graph.node.flatMap((n) => n.output.map((o) => [o, n.opType] as const)));
+  const nodes: ModelProtoObject['graph']['node'] = [];
+  let split = 0;
+  for (const node of proto.graph.node) {
+    nodes.push(node);
+    if (node.opType !== 'Gemm' || node.input.length < 3 || !node.input[2]) continue;
+    if (producer.get(node.input[0]) !== 'DequantizeLinear' || producer.get(node.input[1]) !== 'DequantizeLinear') continue;
+    const bias = node.input[2];
+    const out = node.output[0];
+    node.input = node.input.slice(0, 2);
+    node.output = [`${out}.nobias`];
+    nodes.push({ opType: 'Add', input: [node.output[0], bias], output: [out], name: `${node.name ?? out}.bias_add` });
+    split++;
+  }
+  proto.graph.node = nodes;
+  return split;
+}
+
+/**
  * The model with its large constants compacted (compact.ts), metadata_props set (the builder writes none) and,
  * with `uint4`, 4-bit weight levels; `saved` is what uint4 saved on the levels.
  */
-export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>, uint4 = false): { bytes: Uint8Array; saved: number } {
+export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>, uint4 = false, integer = false): { bytes: Uint8Array; saved: number } {
   const proto = decodeModel(model);
   compactConstants(proto, stateDict);
+  if (integer) integerGemms(proto);
   const saved = uint4 ? toUint4Levels(proto) : 0;
   proto.metadataProps = Object.entries(metadata).map(([key, value]) => ({ key, value }));
   return { bytes: encodeModel(proto), saved };
@@ -243,7 +278,7 @@ export function exportQuantizedOnnx(plan: QuantPlan, bounds: BoundsMap, checkpoi
   const model = buildSwinIROnnx(plan.config, stateDict, { height: options.height, width: options.width, sites: hook, biasMask: 'separate' });
   // qdq at <= 4 weight bits: uint4 levels (opset 21), which onnxruntime loads; 8-bit containers above.
   const uint4 = options.format === 'qdq' && plan.settings.wbits <= 4;
-  const { bytes, saved } = finishModel(model, stateDict, { ...options.metadata, format: options.format }, uint4);
+  const { bytes, saved } = finishModel(model, stateDict, { ...options.metadata, format: options.format }, uint4, options.format === 'qdq');
   stats.weightBytes -= saved;
   return { model: bytes, stats };
 }
