@@ -10,7 +10,7 @@ import { resolveGrid, runOneCell, type ResolvedGrid } from './run';
 import { arraySpec, emitSlurm, jobTrackingUri, planSlurm, sbatchDirectives, shellQuote, slurmScripts, type SlurmPlan } from './slurm';
 import { CellStore, CLAIM_FILE, RESULT_FILES } from './store';
 import { trackedCellKeys } from './tracking';
-import { tinyGrid } from './testing/tiny-grid';
+import { tinyGrid, type TinyGrid } from './testing/tiny-grid';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-slurm-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -208,7 +208,9 @@ describe('the scripts, run with fake sbatch and npx', () => {
 });
 
 describe('emitSlurm on a real grid', () => {
-  const tiny = tinyGrid('harmoq-slurm-grid-');
+  // Made in beforeAll: a describe whose tests are filtered out (-t) runs no hooks, and would leave it behind.
+  let tiny: TinyGrid;
+  beforeAll(() => { tiny = tinyGrid('harmoq-slurm-grid-'); });
   afterAll(() => tiny.cleanup());
 
   test('writes the setup for the unfinished cells only, keeps logs/ on a re-emit, and the setup is complete', () => {
@@ -242,7 +244,9 @@ describe('emitSlurm on a real grid', () => {
 });
 
 describe('runOneCell, what every array task runs', () => {
-  const tiny = tinyGrid('harmoq-slurm-cell-');
+  // Made in beforeAll: a describe whose tests are filtered out (-t) runs no hooks, and would leave it behind.
+  let tiny: TinyGrid;
+  beforeAll(() => { tiny = tinyGrid('harmoq-slurm-cell-'); });
   afterAll(() => tiny.cleanup());
 
   test('two tasks given the same cell at once: it is computed once and logged once; a third says it is finished', async () => {
