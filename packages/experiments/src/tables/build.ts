@@ -83,22 +83,23 @@ interface TableBuilder<S extends { origin: string }> {
   crops?: boolean;
 }
 
+/** A study's builder: plain tables and line charts from its source. */
+function study<S extends { origin: string }>(
+  load: (resultsDir: string) => S | null, tables: (source: S) => PlainTable[], charts: (source: S) => NamedChart<LineChart>[],
+): TableBuilder<S> {
+  return {
+    load,
+    write: (source, outDir, write) => {
+      writePlainTables(tables(source), outDir, write);
+      writeLineCharts(charts(source), outDir, write);
+    },
+  };
+}
+
 const BUILDERS = {
   baselines: { load: loadBaselines, write: writeBaselines, crops: true } satisfies TableBuilder<BaselinesSource>,
-  asymmetry: {
-    load: loadAsymmetry,
-    write: (source, outDir, write) => {
-      writePlainTables(asymmetryTables(source), outDir, write);
-      writeLineCharts(asymmetryFigures(source), outDir, write);
-    },
-  } satisfies TableBuilder<AsymmetrySource>,
-  sensitivity: {
-    load: loadSensitivity,
-    write: (source, outDir, write) => {
-      writePlainTables(sensitivityTables(source), outDir, write);
-      writeLineCharts(sensitivityFigures(source), outDir, write);
-    },
-  } satisfies TableBuilder<SensitivitySource>,
+  asymmetry: study<AsymmetrySource>(loadAsymmetry, asymmetryTables, asymmetryFigures),
+  sensitivity: study<SensitivitySource>(loadSensitivity, sensitivityTables, sensitivityFigures),
 };
 
 /** Experiments that have tables. */
