@@ -38,6 +38,26 @@ describe('resolveRequest', () => {
     expect(r.calibration.augment).toBe(false);
   });
 
+  test("'<method>.<option>' is options.<option> for the request's method; another method's name is refused", () => {
+    const stagesOff = ['src=false', 'options.hso=false', 'abr=false'];
+    const aliased = resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, set: ['harmoq.src=false', 'harmoq.hso=false', 'harmoq.abr=false', 'harmoq.steps=50'] });
+    expect(aliased.options).toEqual(resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, set: [...stagesOff, 'steps=50'] }).options);
+    expect(aliased.options).toMatchObject({ src: false, hso: false, abr: false, steps: 50, gptq: true });
+    expect(resolveRequest({ method: 'dobi', wbits: 4, abits: 4, set: ['dobi.steps=7'] }).options.steps).toBe(7);
+    let caught: unknown;
+    try {
+      resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, set: ['dobi.steps=7'] });
+    } catch (e) {
+      caught = e;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).message).toMatch(/^--set key 'dobi\.steps' sets an option of method 'dobi', but this request's method is 'harmoq' \(its options: harmoq\.src, harmoq\.hso, harmoq\.abr, /);
+    expect((caught as ConfigError).choices).toContain('harmoq.steps');
+    expect(() => resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, set: ['harmoq.srcc=false'] }))
+      .toThrow(/unknown --set key 'harmoq\.srcc' for method 'harmoq' \(did you mean 'harmoq\.src'\?/);
+    expect(() => resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, set: ['harmoq.src=maybe'] })).toThrow(/invalid options for method 'harmoq': src: /);
+  });
+
   test('bad input names the value and the choices', () => {
     const err = (f: () => unknown) => {
       try {

@@ -75,7 +75,11 @@ function parseValue(raw: string): unknown {
 
 type Section = 'quantizer' | 'calibration' | 'options';
 
-/** Applies `key=value` settings; keys are `section.key` or a bare key that only one section has. */
+/**
+ * Applies `key=value` settings; keys are `section.key`, `<method>.<option>` for the request's own method (the
+ * issues' spelling, `--set harmoq.src=false`; the same as `options.src=false`), or a bare key that only one
+ * section has. Another method's name as the section is refused: its options would be silently ignored.
+ */
 export function applySettings(request: QuantizeRequest, settings: readonly string[]): QuantizeRequest {
   const out: QuantizeRequest = {
     ...request, quantizer: { ...request.quantizer }, calibration: { ...request.calibration }, options: { ...request.options },
@@ -93,10 +97,19 @@ export function applySettings(request: QuantizeRequest, settings: readonly strin
     const value = parseValue(setting.slice(eq + 1).trim());
     let section: Section | undefined, name = key;
     const dot = key.indexOf('.');
-    if (dot > 0 && (key.slice(0, dot) as Section) in keys) {
-      section = key.slice(0, dot) as Section;
+    const prefix = dot > 0 ? key.slice(0, dot) : '';
+    const named = prefix === request.method ? 'options' : prefix;
+    if (dot > 0 && Object.hasOwn(keys, named)) {
+      section = named as Section;
       name = key.slice(dot + 1);
       if (!keys[section].includes(name)) section = undefined;
+    } else if (dot > 0 && (METHOD_NAMES as readonly string[]).includes(prefix)) {
+      const choices = keys.options.map((k) => `${request.method}.${k}`);
+      throw new ConfigError(
+        `--set key '${key}' sets an option of method '${prefix}', but this request's method is '${request.method}' ` +
+          `(its options: ${choices.join(', ')}; or options.<option>)`,
+        { value: key, choices },
+      );
     } else {
       const owners = (Object.keys(keys) as Section[]).filter((s) => keys[s].includes(key));
       if (owners.length > 1) {
@@ -106,7 +119,7 @@ export function applySettings(request: QuantizeRequest, settings: readonly strin
     }
     if (!section) {
       const bare = (Object.keys(keys) as Section[]).flatMap((s) => keys[s]);
-      const guess = nearest(key, [...all, ...bare]);
+      const guess = prefix === request.method ? nearest(key, keys.options.map((k) => `${request.method}.${k}`)) : nearest(key, [...all, ...bare]);
       throw new ConfigError(
         `unknown --set key '${key}' for method '${request.method}' (${guess ? `did you mean '${guess}'? ` : ''}keys: ${all.join(', ')})`,
         { value: key, choices: all },
