@@ -1,12 +1,13 @@
 /** The experiment modules, by name; an alias resolves to its module (one implementation per table). */
 import { asymmetry } from './experiments/asymmetry';
 import { baselines } from './experiments/baselines';
+import { components } from './experiments/components';
 import { sensitivity } from './experiments/sensitivity';
 import { ExperimentError } from './errors';
 import type { AnyExperiment } from './grid';
 import { nearest } from '@harmoq/quant';
 
-export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines, asymmetry, sensitivity };
+export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines, asymmetry, sensitivity, components };
 
 /** Every name `harmoq exp` accepts: module names and their aliases. */
 export function experimentNames(): string[] {

@@ -19,6 +19,7 @@ import {
   type AsymmetrySource, type SensitivitySource,
 } from './studies';
 import { baselineTables } from './table';
+import { componentFigures, componentTables, loadComponents, type ComponentsSource } from './components';
 import type { NamedChart } from '../figures/curves';
 import type { LineChart } from '../figures/charts';
 
@@ -100,10 +101,11 @@ const BUILDERS = {
   baselines: { load: loadBaselines, write: writeBaselines, crops: true } satisfies TableBuilder<BaselinesSource>,
   asymmetry: study<AsymmetrySource>(loadAsymmetry, asymmetryTables, asymmetryFigures),
   sensitivity: study<SensitivitySource>(loadSensitivity, sensitivityTables, sensitivityFigures),
+  components: study<ComponentsSource>(loadComponents, componentTables, componentFigures),
 };
 
 /** Experiments that have tables. */
-export const TABLE_EXPERIMENTS = ['baselines', 'asymmetry', 'sensitivity'] as const satisfies readonly (keyof typeof BUILDERS)[];
+export const TABLE_EXPERIMENTS = ['baselines', 'asymmetry', 'sensitivity', 'components'] as const satisfies readonly (keyof typeof BUILDERS)[];
 
 /** Removes the files in `dir` that this run did not write. */
 function pruneStale(dir: string, written: ReadonlySet<string>): void {

@@ -21,6 +21,8 @@ export interface PlainCell {
   text: string | null;
   /** Full precision for the CSV; null: missing. */
   value: number | string | null;
+  /** 1: best (bold), 2: second (underlined) in LaTeX and Markdown; the CSV keeps the value only. */
+  rank?: 1 | 2;
 }
 
 export interface PlainTable {
@@ -41,6 +43,17 @@ export interface PlainTable {
 
 export const cell = (value: number | string | null, text: string | null = value === null ? null : String(value)): PlainCell => ({ text, value });
 export const fixed = (value: number | null, digits: number): PlainCell => cell(value, value === null ? null : value.toFixed(digits));
+
+function latexCell(c: PlainCell): string {
+  if (c.text === null) return '--';
+  const text = latexEscape(c.text);
+  return c.rank === 1 ? `\\textbf{${text}}` : c.rank === 2 ? `\\underline{${text}}` : text;
+}
+
+function markdownCell(c: PlainCell): string {
+  if (c.text === null) return '--';
+  return c.rank === 1 ? `**${c.text}**` : c.rank === 2 ? `<ins>${c.text}</ins>` : c.text;
+}
 
 export function plainLatex(t: PlainTable): string {
   const rows = t.latexRows === undefined ? t.rows : t.rows.slice(0, t.latexRows);
@@ -68,7 +81,7 @@ export function plainLatex(t: PlainTable): string {
   lines.push(`${t.columns.map((c) => c.latex ?? latexEscape(c.header)).join(' & ')} \\\\`, '\\midrule');
   rows.forEach((row, i) => {
     if (i > 0 && t.rules?.includes(i)) lines.push('\\midrule');
-    lines.push(`${row.map((c) => (c.text === null ? '--' : latexEscape(c.text))).join(' & ')} \\\\`);
+    lines.push(`${row.map(latexCell).join(' & ')} \\\\`);
   });
   lines.push('\\bottomrule', '\\end{tabular}', '\\end{table}');
   return lines.join('\n') + '\n';
@@ -87,7 +100,7 @@ export function plainMarkdown(t: PlainTable): string {
     '',
     `| ${headers.join(' | ')} |`,
     `|${t.columns.map((c) => (c.align === 'r' ? '---:' : '---')).join('|')}|`,
-    ...t.rows.map((row) => `| ${row.map((c) => (c.text === null ? '--' : c.text)).join(' | ')} |`),
+    ...t.rows.map((row) => `| ${row.map(markdownCell).join(' | ')} |`),
   ].join('\n') + '\n';
 }
 

@@ -13,6 +13,7 @@ import { BENCHMARKS } from '@harmoq/data';
 import { METHOD_NAMES } from '@harmoq/quant';
 import { ExperimentError } from '../errors';
 import type { BaselineDatasetEntry, BaselineRow } from '../experiments/baselines';
+import { WHOLE_METHOD_VARIANTS } from '../experiments/components';
 import { CellStore, RESULT_FILES } from '../store';
 
 /** What the baselines tables and figures are built from. */
@@ -188,9 +189,11 @@ function fromCells(resultsDir: string): BaselinesSource | null {
     records.push(readJson(path.join(dir, 'config.json')) as CellRecord);
   }
   const cals = new Map(records.filter((r) => r.config.kind === 'calibrate').map((r) => [r.key, r]));
-  // Only plain evals of a baselines-like grid: not the asymmetry study's or the sensitivity probes (they carry a setting or role axis).
+  // Only plain evals of a baselines-like grid: not the asymmetry study's or the sensitivity probes (they carry a setting or role axis),
+  // nor the component ablation's partial HarmoQ variants (its whole-method variants are the baselines grid's own cells).
   const evals = records.filter((r) => r.config.kind === 'eval' && r.axes.method !== undefined && r.axes.dataset !== undefined &&
-    r.axes.setting === undefined && r.axes.role === undefined);
+    r.axes.setting === undefined && r.axes.role === undefined &&
+    (r.axes.variant === undefined || (WHOLE_METHOD_VARIANTS as readonly string[]).includes(r.axes.variant)));
   if (evals.length === 0) return null;
   const preset = single('preset', [...cals.values()].map((c) => c.config.request!.preset));
   const seed = single('seed', [...cals.values()].map((c) => c.config.request!.seed));

@@ -18,7 +18,8 @@ import { CellStore } from '../store';
 import { cell, fixed, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { ARCH_LABELS, methodLabel } from './table';
 
-function readRowsFile<T>(resultsDir: string, experiment: string): T | null {
+/** `results/<exp>/<exp>.json`, or null when the experiment has not written one. */
+export function readRowsFile<T>(resultsDir: string, experiment: string): T | null {
   const file = path.join(resultsDir, experiment, `${experiment}.json`);
   return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as T) : null;
 }
