@@ -5,7 +5,7 @@ import { baselines, baselinesSchema, type BaselinesConfig } from './experiments/
 import { applySet, parseOnly, selectCells } from './grid';
 import { runPool, type CellEvent } from './pool';
 import { estimateSeconds } from './progress';
-import { experimentByName } from './registry';
+import { experimentByName, experimentNames } from './registry';
 import { resolveGrid } from './run';
 
 const defaults = () => baselinesSchema.parse(baselines.defaults('quick')) as BaselinesConfig;
@@ -50,7 +50,8 @@ describe('experiment config: defaults and --set', () => {
     // Quant settings are checked by @harmoq/quant's resolver when the grid expands.
     expect(thrown(() => resolveGrid({ name: 'baselines', set: ['quant.calibration.cnt=4'] })).message).toMatch(/unknown --set key 'calibration.cnt'.*calibration.count/);
     expect(thrown(() => resolveGrid({ name: 'baselines', set: ['quant.bogus.x=4'] })).message).toMatch(/unknown section 'bogus'/);
-    expect(thrown(() => resolveGrid({ name: 'nope' })).message).toBe("unknown experiment 'nope' (choices: baselines, main)");
+    expect(thrown(() => resolveGrid({ name: 'nope' })).message).toBe(`unknown experiment 'nope' (choices: ${experimentNames().join(', ')})`);
+    expect(experimentNames()).toEqual(expect.arrayContaining(['baselines', 'main', 'asymmetry', 'components', 'sensitivity']));
     expect(thrown(() => resolveGrid({ name: 'baselines', preset: 'fast' })).message).toMatch(/unknown preset 'fast' \(choices: quick, paper\)/);
   });
 });

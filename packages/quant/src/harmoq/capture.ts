@@ -5,10 +5,10 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { PatchSet } from '@harmoq/data';
-import type { SiteHook } from '@harmoq/swinir';
+import type { GraphBuilder, SiteHook, SiteInfo } from '@harmoq/swinir';
 import type { StateDict } from '@harmoq/torch-io';
 import { onnxSession } from '../capture';
-import { siteQuantNodes } from '../onnx';
+import { onnxQuantSites, siteQuantNodes } from '../onnx';
 import type { BoundsMap, QuantPlan } from '../plan';
 import type { QuantSite } from '../sites';
 
@@ -51,6 +51,70 @@ export async function runPatches(
 
 const out = (site: string, what: string) => `harmoq:${site}:${what}`;
 
+function emptyMoments(sites: readonly QuantSite[], quantized: boolean): Map<string, LinearMoments> {
+  const result = new Map<string, LinearMoments>();
+  for (const s of sites) {
+    const n = s.channels;
+    result.set(s.id, {
+      channels: n, rows: 0, gram: new Float64Array(n * n), min: new Float64Array(n).fill(Infinity), max: new Float64Array(n).fill(-Infinity),
+      sum: new Float64Array(n), ...(quantized ? { qgram: new Float64Array(n * n), cross: new Float64Array(n * n), qsum: new Float64Array(n) } : {}),
+    });
+  }
+  return result;
+}
+
+function sitesByHook(sites: readonly QuantSite[]): Map<string, QuantSite[]> {
+  const byHook = new Map<string, QuantSite[]>();
+  for (const s of sites) byHook.set(s.hookSite, [...(byHook.get(s.hookSite) ?? []), s]);
+  return byHook;
+}
+
+/** The in-graph reductions of one Linear input: of the float x at its hook site, and of Q(.) per site on `q`'s input. */
+function momentOutputs(g: GraphBuilder, site: string, x: string, n: number): string {
+  const xt = g.op('Transpose', [x], { perm: [1, 0] });
+  g.addOutput(g.op('MatMul', [xt, x]), 'float32', [n, n], out(site, 'gram'));
+  g.addOutput(g.op('ReduceMin', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'min'));
+  g.addOutput(g.op('ReduceMax', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'max'));
+  g.addOutput(g.op('ReduceSum', [x, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(site, 'sum'));
+  return xt;
+}
+
+function quantizedMomentOutputs(g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, list: readonly QuantSite[], toQuantize: string, xt: string, info: SiteInfo): void {
+  const n = list[0].channels;
+  for (const s of list) {
+    const q = siteQuantNodes(g, toQuantize, bounds.get(s.id)!, plan.spec(s), info, `${s.id}.harmoq`);
+    g.addOutput(g.op('MatMul', [g.op('Transpose', [q], { perm: [1, 0] }), q]), 'float32', [n, n], out(s.id, 'qgram'));
+    g.addOutput(g.op('MatMul', [xt, q]), 'float32', [n, n], out(s.id, 'cross'));
+    g.addOutput(g.op('ReduceSum', [q, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(s.id, 'qsum'));
+  }
+}
+
+/** Adds one batch's reduced outputs to the moments (`rows`: tokens of the batch at a hook site). */
+function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, QuantSite[]>, outputs: ort.InferenceSession.OnnxValueMapType, rows: (hookSite: string) => number): void {
+  const addTo = (target: Float64Array, source: ort.Tensor) => {
+    const d = source.data as Float32Array;
+    for (let i = 0; i < d.length; i++) target[i] += d[i];
+  };
+  for (const [hookSite, list] of byHook) {
+    const mn = outputs[out(hookSite, 'min')].data as Float32Array, mx = outputs[out(hookSite, 'max')].data as Float32Array;
+    for (const s of list) {
+      const m = result.get(s.id)!;
+      m.rows += rows(hookSite);
+      addTo(m.gram, outputs[out(hookSite, 'gram')]);
+      addTo(m.sum, outputs[out(hookSite, 'sum')]);
+      for (let j = 0; j < m.channels; j++) {
+        m.min[j] = Math.min(m.min[j], mn[j]);
+        m.max[j] = Math.max(m.max[j], mx[j]);
+      }
+      if (m.qgram) {
+        addTo(m.qgram, outputs[out(s.id, 'qgram')]);
+        addTo(m.cross!, outputs[out(s.id, 'cross')]);
+        addTo(m.qsum!, outputs[out(s.id, 'qsum')]);
+      }
+    }
+  }
+}
+
 /**
  * Moments of the float inputs of `sites` (Linear input sites) over `patches`, on the float model. With
  * `bounds`, each site's input quantizer is applied in the graph too (to the float input: the layer's own
@@ -59,61 +123,68 @@ const out = (site: string, what: string) => `harmoq:${site}:${what}`;
 export async function linearInputMoments(
   plan: QuantPlan, stateDict: StateDict, patches: PatchSet, sites: readonly QuantSite[], bounds: BoundsMap | null, threads: number,
 ): Promise<Map<string, LinearMoments>> {
-  const byHook = new Map<string, QuantSite[]>();
-  for (const s of sites) byHook.set(s.hookSite, [...(byHook.get(s.hookSite) ?? []), s]);
-  const result = new Map<string, LinearMoments>();
-  for (const s of sites) {
-    const n = s.channels;
-    result.set(s.id, {
-      channels: n, rows: 0, gram: new Float64Array(n * n), min: new Float64Array(n).fill(Infinity), max: new Float64Array(n).fill(-Infinity),
-      sum: new Float64Array(n), ...(bounds ? { qgram: new Float64Array(n * n), cross: new Float64Array(n * n), qsum: new Float64Array(n) } : {}),
-    });
-  }
+  const byHook = sitesByHook(sites);
+  const result = emptyMoments(sites, bounds !== null);
   const hook: SiteHook = (site, input, g, info) => {
     const list = byHook.get(site);
     if (!list || info.kind !== 'linear_input') return input;
-    const x = input;
-    const n = list[0].channels;
-    const xt = g.op('Transpose', [x], { perm: [1, 0] });
-    g.addOutput(g.op('MatMul', [xt, x]), 'float32', [n, n], out(site, 'gram'));
-    g.addOutput(g.op('ReduceMin', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'min'));
-    g.addOutput(g.op('ReduceMax', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'max'));
-    g.addOutput(g.op('ReduceSum', [x, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(site, 'sum'));
-    g.addOutput(g.op('Shape', [x]), 'int64', [2], out(site, 'shape'));
-    if (bounds) {
-      for (const s of list) {
-        const q = siteQuantNodes(g, x, bounds.get(s.id)!, plan.spec(s), info, `${s.id}.harmoq`);
-        g.addOutput(g.op('MatMul', [g.op('Transpose', [q], { perm: [1, 0] }), q]), 'float32', [n, n], out(s.id, 'qgram'));
-        g.addOutput(g.op('MatMul', [xt, q]), 'float32', [n, n], out(s.id, 'cross'));
-        g.addOutput(g.op('ReduceSum', [q, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(s.id, 'qsum'));
-      }
-    }
+    const xt = momentOutputs(g, site, input, list[0].channels);
+    g.addOutput(g.op('Shape', [input]), 'int64', [2], out(site, 'shape'));
+    if (bounds) quantizedMomentOutputs(g, plan, bounds, list, input, xt, info);
     return input;
   };
-  const addTo = (target: Float64Array, source: ort.Tensor) => {
-    const d = source.data as Float32Array;
-    for (let i = 0; i < d.length; i++) target[i] += d[i];
-  };
   await runPatches(plan, stateDict, patches, hook, threads, 8, (outputs) => {
-    for (const [hookSite, list] of byHook) {
-      const rows = Number((outputs[out(hookSite, 'shape')].data as BigInt64Array)[0]);
-      const gram = outputs[out(hookSite, 'gram')], mn = outputs[out(hookSite, 'min')].data as Float32Array, mx = outputs[out(hookSite, 'max')].data as Float32Array;
-      for (const s of list) {
-        const m = result.get(s.id)!;
-        m.rows += rows;
-        addTo(m.gram, gram);
-        addTo(m.sum, outputs[out(hookSite, 'sum')]);
-        for (let j = 0; j < m.channels; j++) {
-          m.min[j] = Math.min(m.min[j], mn[j]);
-          m.max[j] = Math.max(m.max[j], mx[j]);
-        }
-        if (bounds) {
-          addTo(m.qgram!, outputs[out(s.id, 'qgram')]);
-          addTo(m.cross!, outputs[out(s.id, 'cross')]);
-          addTo(m.qsum!, outputs[out(s.id, 'qsum')]);
-        }
-      }
-    }
+    accumulate(result, byHook, outputs, (hookSite) => Number((outputs[out(hookSite, 'shape')].data as BigInt64Array)[0]));
   });
+  return result;
+}
+
+/**
+ * Moments for SRC against the quantized model's own inputs: at each Linear input site, x is the float model's
+ * input and Q(x~) the site's quantizer applied to the input x~ the fully fake-quantized model (`bounds`, weights
+ * included) produces there, so Σ x Q(x~)ᵀ also carries the error piled up upstream. `gram`, `sum`, `min`, `max`
+ * are of the float x. Two sessions per batch: the float model (`stateDict`) hands its Linear inputs as outputs,
+ * the quantized model (`quantizedStateDict`'s weights, e.g. already corrected ones) takes them as extra inputs and
+ * reduces in the graph.
+ */
+export async function quantizedInputMoments(
+  plan: QuantPlan, stateDict: StateDict, patches: PatchSet, sites: readonly QuantSite[], bounds: BoundsMap, threads: number,
+  quantizedStateDict: StateDict = stateDict,
+): Promise<Map<string, LinearMoments>> {
+  const byHook = sitesByHook(sites);
+  const result = emptyMoments(sites, true);
+  const floatHook: SiteHook = (site, input, g, info) => {
+    if (byHook.has(site) && info.kind === 'linear_input') g.addOutput(input, 'float32', [-1, byHook.get(site)![0].channels], out(site, 'x'));
+    return input;
+  };
+  const quantHook = onnxQuantSites(plan, bounds, quantizedStateDict);
+  const captureHook: SiteHook = (site, input, g, info) => {
+    const list = byHook.get(site);
+    if (list && info.kind === 'linear_input') {
+      const n = list[0].channels;
+      const x = g.addInput(out(site, 'x'), 'float32', ['tokens', n]);
+      quantizedMomentOutputs(g, plan, bounds, list, input, momentOutputs(g, site, x, n), info);
+    }
+    return quantHook(site, input, g, info);
+  };
+  const [count, c, h, w] = patches.lrShape;
+  const floatSession = await onnxSession(plan, stateDict, h, w, floatHook, threads);
+  const quantSession = await onnxSession(plan, quantizedStateDict, h, w, captureHook, threads);
+  try {
+    // Two patches at a time: the float model's Linear inputs of a batch are all held at once (~50 MB per 48x48 patch).
+    for (let start = 0; start < count; start += 2) {
+      const end = Math.min(count, start + 2);
+      const input = new ort.Tensor('float32', patches.lr.subarray(start * c * h * w, end * c * h * w), [end - start, c, h, w]);
+      const xs = await floatSession.run({ input });
+      const feeds: Record<string, ort.Tensor> = { input };
+      for (const site of byHook.keys()) feeds[out(site, 'x')] = xs[out(site, 'x')] as ort.Tensor;
+      const outputs = await quantSession.run(feeds);
+      accumulate(result, byHook, outputs, (hookSite) => xs[out(hookSite, 'x')].dims[0]);
+      for (const t of [...Object.values(xs), ...Object.values(outputs)]) t.dispose?.();
+    }
+  } finally {
+    await floatSession.release();
+    await quantSession.release();
+  }
   return result;
 }

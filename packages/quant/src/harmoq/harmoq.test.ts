@@ -18,7 +18,7 @@ import { quantizeModel, quantizedEngineOptions } from '../quantize';
 import { fakeQuantize } from '../quantizer';
 import { tinyFixture } from '../testing/tiny-model';
 import { abrSegments, quantizedActivationStats, refineBounds, scaleRanges } from './abr';
-import { linearInputMoments } from './capture';
+import { linearInputMoments, quantizedInputMoments } from './capture';
 import { absorbScales, balanceProblem, closedFormScales, harmonize, harmonizedScales, modelledError, scaleGroups, type BalanceProblem } from './hso';
 import { gptqRound, gramsOf, outputError, ridgeWeights, roundToGrid, type Grams } from './src';
 
@@ -184,6 +184,30 @@ describe('SRC', () => {
       expect(m.max[j]).toBeGreaterThanOrEqual(m.min[j]);
     }
     expect(m.rows).toBe(data.calibration.lrShape[0] * 16 * 16);
+  });
+
+  test('quantized-model moments: the first Linear sees the float input, later ones the upstream error; corrected weights are fed through', async () => {
+    const ctx = createCalibrationContext({ plan, stateDict, data, rng: seededRng(1), threads: 1, captureEngine: 'onnx', bins: 2048, channelBins: 64 });
+    const { minmax } = await import('../methods/minmax');
+    const bounds = await minmax.calibrate(ctx, {}) as BoundsMap;
+    ctx.dispose();
+    const inputs = plan.sites.filter((s) => s.kind === 'linear_input');
+    const first = inputs[0];
+    const late = inputs.find((s) => s.hookSite === 'layers.1.residual_group.blocks.1.mlp.fc2')!;
+    expect(first.hookSite).toBe('layers.0.residual_group.blocks.0.attn.qkv');
+    const own = await linearInputMoments(plan, stateDict, data.calibration, [first, late], bounds, 1);
+    const upstream = await quantizedInputMoments(plan, stateDict, data.calibration, [first, late], bounds, 1);
+    const rel = (a: Float64Array, b: Float64Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0) / b.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    for (const s of [first, late]) expect(rel(upstream.get(s.id)!.gram, own.get(s.id)!.gram)).toBeLessThan(1e-5); // the float x in both
+    expect(rel(upstream.get(first.id)!.cross!, own.get(first.id)!.cross!)).toBeLessThan(1e-5); // nothing quantized upstream of it
+    expect(rel(upstream.get(late.id)!.cross!, own.get(late.id)!.cross!)).toBeGreaterThan(1e-3); // 2-bit quantizers upstream
+    // A quantized model with other weights changes what fc2 sees, not the float target.
+    const other: StateDict = new Map(stateDict);
+    const key = 'layers.0.residual_group.blocks.0.mlp.fc1.weight';
+    other.set(key, { ...stateDict.get(key)!, data: Float32Array.from(stateDict.get(key)!.data as Float32Array, (v) => -v) });
+    const changed = await quantizedInputMoments(plan, stateDict, data.calibration, [late], bounds, 1, other);
+    expect(rel(changed.get(late.id)!.gram, own.get(late.id)!.gram)).toBeLessThan(1e-5);
+    expect(rel(changed.get(late.id)!.qgram!, upstream.get(late.id)!.qgram!)).toBeGreaterThan(1e-3);
   });
 });
 

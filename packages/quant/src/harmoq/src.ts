@@ -196,6 +196,36 @@ export async function calibrateResiduals(
   return gptq.map((useGptq) => residualVariant(plan, stateDict, bounds, pairs, cal, held, useGptq));
 }
 
+/**
+ * SRC block by block: each block's Linears are solved on moments captured with every earlier block already
+ * corrected, so a layer's Q(x~) is the input it will really see (with `quantizedInputMoments`, the error of all
+ * earlier layers, their corrections included). One capture per block and split instead of one for all.
+ */
+export async function calibrateResidualsSequential(
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: boolean,
+  moments: (sites: QuantSite[], set: 'calibration' | 'heldOut', stateDict: StateDict) => Promise<Map<string, LinearMoments>>,
+  onBlock?: (done: number, total: number) => void,
+): Promise<SrcVariant> {
+  const blocks = new Map<string, LinearPair[]>();
+  for (const pair of linearPairs(plan)) {
+    const module = pair.weight.module!;
+    const block = /^(.*\.blocks\.\d+)\./.exec(module)?.[1] ?? module;
+    blocks.set(block, [...(blocks.get(block) ?? []), pair]);
+  }
+  let sd = stateDict;
+  const decisions: SrcVariant['decisions'] = [];
+  for (const [i, group] of [...blocks.values()].entries()) {
+    const inputs = group.map((p) => p.input);
+    const cal = await moments(inputs, 'calibration', sd);
+    const held = await moments(inputs, 'heldOut', sd);
+    const v = residualVariant(plan, sd, bounds, group, cal, held, gptq);
+    sd = v.stateDict;
+    decisions.push(...v.decisions);
+    onBlock?.(i + 1, blocks.size);
+  }
+  return { gptq, stateDict: sd, decisions };
+}
+
 function residualVariant(
   plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, pairs: LinearPair[], cal: Map<string, LinearMoments>, held: Map<string, LinearMoments>, gptq: boolean,
 ): SrcVariant {

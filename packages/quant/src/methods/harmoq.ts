@@ -15,9 +15,9 @@ import type { CalibrationContext, CalibrationResult, PtqMethod } from '../method
 import type { BoundsMap } from '../plan';
 import { forwardPatches } from '../capture';
 import { refineBounds } from '../harmoq/abr';
-import { linearInputMoments } from '../harmoq/capture';
+import { linearInputMoments, quantizedInputMoments } from '../harmoq/capture';
 import { harmonize } from '../harmoq/hso';
-import { calibrateResiduals } from '../harmoq/src';
+import { calibrateResiduals, calibrateResidualsSequential } from '../harmoq/src';
 import type { QuantSite } from '../sites';
 import { dobi } from './dobi';
 
@@ -37,6 +37,13 @@ export interface HarmoqOptions extends Record<string, unknown> {
   gptq: boolean;
   /** DOBI candidates (initial bounds and ABR's search). */
   steps: number;
+  /**
+   * SRC's inputs: 'float' applies the site's quantizer to the float model's input (the layer's own error only);
+   * 'quantized' takes Q(x~) from the fully quantized model (x~ carries the error of every layer before), captured
+   * once; 'sequential' recaptures it block by block after the earlier blocks were corrected (one GPTQ/ridge
+   * variant, per `gptq`).
+   */
+  srcInputs: 'float' | 'quantized' | 'sequential';
 }
 
 /** Mean squared difference on the held-out patches between `stateDict` fake-quantized with `bounds` and the original float model. */
@@ -62,10 +69,10 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
   name: 'harmoq',
   paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
   summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
-  defaults: { src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100 },
+  defaults: { src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100, srcInputs: 'float' },
   options: z.strictObject({
     src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), abrPatches: z.number().int().min(1), gptq: z.boolean(),
-    steps: z.number().int().min(1).max(10000),
+    steps: z.number().int().min(1).max(10000), srcInputs: z.enum(['float', 'quantized', 'sequential']),
   }),
   async calibrate(ctx, opts) {
     const { plan, threads } = ctx;
@@ -98,7 +105,14 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
       }
     }
     if (opts.src) {
-      const variants = await calibrateResiduals(plan, stateDict, bounds, opts.gptq ? [true, false] : [false], moments(stateDict, bounds));
+      const srcMoments = opts.srcInputs === 'quantized'
+        ? (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration') => quantizedInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads)
+        : moments(stateDict, bounds);
+      const variants = opts.srcInputs === 'sequential'
+        ? [await calibrateResidualsSequential(plan, stateDict, bounds, opts.gptq,
+          (sites, set, sd) => quantizedInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads, sd),
+          (done, total) => ctx.progress({ stage: 'src', step: done, total, note: 'blocks' }))]
+        : await calibrateResiduals(plan, stateDict, bounds, opts.gptq ? [true, false] : [false], srcMoments);
       if (!hasHeldOut) stateDict = variants[0].stateDict;
       else {
         // Per-layer choices are local; the whole model on the held-out patches decides whether (and which) SRC is kept.
