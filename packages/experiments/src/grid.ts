@@ -2,7 +2,10 @@
  * Experiment modules and how a command line becomes a grid: the module's defaults for the preset, then
  * `--set a.b=c` overrides checked against its zod schema, then `--only key=value` filters on the grid axes.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { z } from 'zod';
+import { writeFileAtomic } from '@harmoq/atomic-fs';
 import { nearest } from '@harmoq/quant';
 import type { Cell } from './cells';
 import { ExperimentError } from './errors';
@@ -20,6 +23,23 @@ export interface AggregateContext {
   store: CellStore;
   /** `<results>/<experiment name>/`. */
   outDir: string;
+}
+
+/**
+ * Writes an experiment's rows: `<name>.csv` and the rows file `<name>.json` ({ experiment, config, cells: done and
+ * missing counts, ...body }), atomically, in `ctx.outDir`. Returns both paths.
+ */
+export function writeRowsFiles(
+  name: string, config: unknown, grid: readonly Cell[], ctx: AggregateContext, csv: string, body: Record<string, unknown>,
+): string[] {
+  const done = grid.filter((c) => ctx.store.isDone(c)).length;
+  fs.mkdirSync(ctx.outDir, { recursive: true });
+  const csvFile = path.join(ctx.outDir, `${name}.csv`);
+  const jsonFile = path.join(ctx.outDir, `${name}.json`);
+  writeFileAtomic(csvFile, csv);
+  const file = { experiment: name, config, cells: { total: grid.length, done, missing: grid.length - done }, ...body };
+  writeFileAtomic(jsonFile, JSON.stringify(file, null, 2) + '\n');
+  return [csvFile, jsonFile];
 }
 
 /** One paper table or figure. `C` is its config; everything in it is checked by `schema`. */

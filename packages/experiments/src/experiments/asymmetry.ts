@@ -4,14 +4,11 @@
  * ways from the same bounds: weights only, activations only (`restrictQuantization`), and both (the plain
  * eval, the same cell the baselines grid has). The asymmetry index is defined in docs/asymmetry.md.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
-import { writeFileAtomic } from '@harmoq/atomic-fs';
 import { DEFAULT_SEED, SUPPORTED_BITS, type QuantRole } from '@harmoq/quant';
 import { calibrateCell, evalCell, type Cell } from '../cells';
-import { defineExperiment, type AggregateContext, type GridContext } from '../grid';
+import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { CellStore } from '../store';
 import {
   byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD,
@@ -192,16 +189,7 @@ export interface AsymmetryRowsFile {
 async function aggregate(config: AsymmetryConfig, grid: readonly Cell[], ctx: AggregateContext): Promise<string[]> {
   const entries = entriesFromCells(grid, ctx.store);
   const rows = asymmetryRows(entries, config.floor, config.methods);
-  const done = grid.filter((c) => ctx.store.isDone(c)).length;
-  fs.mkdirSync(ctx.outDir, { recursive: true });
-  const csvFile = path.join(ctx.outDir, 'asymmetry.csv');
-  const jsonFile = path.join(ctx.outDir, 'asymmetry.json');
-  writeFileAtomic(csvFile, asymmetryCsv(rows));
-  const file: AsymmetryRowsFile = {
-    experiment: 'asymmetry', config, cells: { total: grid.length, done, missing: grid.length - done }, entries, rows, summary: indexSummary(rows),
-  };
-  writeFileAtomic(jsonFile, JSON.stringify(file, null, 2) + '\n');
-  return [csvFile, jsonFile];
+  return writeRowsFiles('asymmetry', config, grid, ctx, asymmetryCsv(rows), { entries, rows, summary: indexSummary(rows) });
 }
 
 export const asymmetry = defineExperiment<AsymmetryConfig>({

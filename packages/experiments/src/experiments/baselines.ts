@@ -7,13 +7,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
-import { writeFileAtomic } from '@harmoq/atomic-fs';
 import { BENCHMARKS } from '@harmoq/data';
 import { ConfigError, DEFAULT_SEED, METHOD_NAMES, SUPPORTED_BITS, resolveRequest, type QuantizeRequest } from '@harmoq/quant';
 import { ARCH_NAMES } from '@harmoq/swinir';
 import { bitsLabel, calibrateCell, evalCell, type Cell } from '../cells';
 import { ExperimentError } from '../errors';
-import { defineExperiment, GRID_PRESETS, type AggregateContext, type GridContext } from '../grid';
+import { defineExperiment, writeRowsFiles, GRID_PRESETS, type AggregateContext, type GridContext } from '../grid';
 
 const DATASETS = Object.keys(BENCHMARKS) as [string, ...string[]];
 const BITS = SUPPORTED_BITS.flatMap((w) => SUPPORTED_BITS.map((a) => bitsLabel(w, a))) as [string, ...string[]];
@@ -199,15 +198,7 @@ export function baselinesCsv(config: BaselinesConfig, rows: readonly BaselineRow
 
 async function aggregate(config: BaselinesConfig, grid: readonly Cell[], ctx: AggregateContext): Promise<string[]> {
   const rows = baselineRows(config, grid, ctx);
-  fs.mkdirSync(ctx.outDir, { recursive: true });
-  const csvFile = path.join(ctx.outDir, 'baselines.csv');
-  const jsonFile = path.join(ctx.outDir, 'baselines.json');
-  const cellsDone = grid.filter((c) => ctx.store.isDone(c)).length;
-  writeFileAtomic(csvFile, baselinesCsv(config, rows));
-  writeFileAtomic(jsonFile, JSON.stringify({
-    experiment: 'baselines', config, cells: { total: grid.length, done: cellsDone, missing: grid.length - cellsDone }, rows,
-  }, null, 2) + '\n');
-  return [csvFile, jsonFile];
+  return writeRowsFiles('baselines', config, grid, ctx, baselinesCsv(config, rows), { rows });
 }
 
 export const baselines = defineExperiment<BaselinesConfig>({

@@ -7,15 +7,12 @@
  * stages, so the same cell. Tables: `results/components/components.{csv,json}` and, through `harmoq tables`,
  * an incremental and a leave-one-out table per scale.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
-import { writeFileAtomic } from '@harmoq/atomic-fs';
 import { DEFAULT_SEED, SUPPORTED_BITS, type QuantizeRequest } from '@harmoq/quant';
 import { bitsLabel, calibrateCell, evalCell, type Cell } from '../cells';
 import { ExperimentError } from '../errors';
-import { defineExperiment, type AggregateContext, type GridContext } from '../grid';
+import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { CellStore } from '../store';
 import {
   byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD,
@@ -234,14 +231,7 @@ export interface ComponentsRowsFile {
 async function aggregate(config: ComponentsConfig, grid: readonly Cell[], ctx: AggregateContext): Promise<string[]> {
   const entries = componentEntries(grid, ctx.store);
   const rows = componentRows(entries, config.bits);
-  const done = grid.filter((c) => ctx.store.isDone(c)).length;
-  fs.mkdirSync(ctx.outDir, { recursive: true });
-  const csvFile = path.join(ctx.outDir, 'components.csv');
-  const jsonFile = path.join(ctx.outDir, 'components.json');
-  writeFileAtomic(csvFile, componentsCsv(rows));
-  const file: ComponentsRowsFile = { experiment: 'components', config, cells: { total: grid.length, done, missing: grid.length - done }, entries, rows };
-  writeFileAtomic(jsonFile, JSON.stringify(file, null, 2) + '\n');
-  return [csvFile, jsonFile];
+  return writeRowsFiles('components', config, grid, ctx, componentsCsv(rows), { entries, rows });
 }
 
 export const components = defineExperiment<ComponentsConfig>({

@@ -8,16 +8,13 @@
  * same images as its reference (probe.ts). The quick preset probes 48x48 LR center crops of Set5, the paper
  * preset the whole images: the cost is cells x units x images, and docs/experiments.md gives the numbers.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
-import { writeFileAtomic } from '@harmoq/atomic-fs';
 import { DEFAULT_SEED, quantSites, SUPPORTED_BITS, type QuantRole, type QuantSite } from '@harmoq/quant';
 import { checkArchitecture, expectedFor, type ArchName, type SwinIRConfig } from '@harmoq/swinir';
 import { loadStateDict } from '@harmoq/torch-io';
 import { calibrateCell, evalCell, type Cell, type ProbeSpec } from '../cells';
-import { defineExperiment, type AggregateContext, type GridContext } from '../grid';
+import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { ProbeResult } from '../probe';
 import type { CellStore } from '../store';
 import { calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD } from './baselines';
@@ -182,14 +179,7 @@ export interface SensitivityRowsFile {
 
 async function aggregate(config: SensitivityConfig, grid: readonly Cell[], ctx: AggregateContext): Promise<string[]> {
   const entries = sensitivityEntries(grid, ctx.store);
-  const done = grid.filter((c) => ctx.store.isDone(c)).length;
-  fs.mkdirSync(ctx.outDir, { recursive: true });
-  const csvFile = path.join(ctx.outDir, 'sensitivity.csv');
-  const jsonFile = path.join(ctx.outDir, 'sensitivity.json');
-  writeFileAtomic(csvFile, sensitivityCsv(entries));
-  const file: SensitivityRowsFile = { experiment: 'sensitivity', config, cells: { total: grid.length, done, missing: grid.length - done }, entries };
-  writeFileAtomic(jsonFile, JSON.stringify(file, null, 2) + '\n');
-  return [csvFile, jsonFile];
+  return writeRowsFiles('sensitivity', config, grid, ctx, sensitivityCsv(entries), { entries });
 }
 
 export const sensitivity = defineExperiment<SensitivityConfig>({
