@@ -18,7 +18,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { minimist } from 'zx';
-import { writeJsonAtomic } from './bench-common.mjs';
+import { machine, writeJsonAtomic } from './bench-common.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SCRIPT), '..');
@@ -76,16 +76,10 @@ function child(kind, spec) {
   return JSON.parse(line.slice(CHILD_MARK.length));
 }
 
-const git = (...a) => spawnSync('git', a, { cwd: REPO, encoding: 'utf8' }).stdout?.trim() || null;
 const report = {
   benchmark: 'exported SwinIR-light (house stand-in weights) on stock onnxruntime-node CPU, Set5, official protocol, whole images',
   method, preset: 'quick', seed: 3407, reps,
-  machine: {
-    cpu_model: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism?.() ?? os.cpus().length, memory_gib: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version, onnxruntime_node: JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules/onnxruntime-node/package.json'), 'utf8')).version,
-    commit: git('rev-parse', 'HEAD'), dirty: Boolean(git('status', '--porcelain', '--untracked-files=no')),
-    load_average_at_start: os.loadavg().map((v) => Number(v.toFixed(2))),
-  },
+  machine: machine(REPO),
   scales: {},
 };
 console.log(`bench-deploy: ${method}, scales ${scales.join(', ')}, ${allCores} cores, best of ${reps}${quick ? ' (quick)' : ''}`);
@@ -178,7 +172,8 @@ async function runChild(kind, spec) {
       const build = (height, width) => {
         if (m.format === 'float') {
           const model = swinir.buildSwinIROnnx(config, checkpoint, { height, width, biasMask: 'separate' });
-          const n = [...checkpoint.keys()].filter((k) => /\.(qkv|proj|fc1|fc2)\.weight$/.test(k)).reduce((a, k) => a + checkpoint.get(k).shape.reduce((x, y) => x * y, 1), 0);
+          // The float bytes of the weights the quantized models quantize (the default site set's weight sites).
+          const n = quant.quantSites(config).filter((s) => s.role === 'weight').reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
           return { bytes: quant.finishModel(model, checkpoint, { format: 'float' }).bytes, stats: { weightValues: n, weightBytes: 4 * n, snapped: 0, floatWeights: [] } };
         }
         const { plan, bounds } = quant.qparamsPlan(quant.readQParams(m.qparams), m.qparams);

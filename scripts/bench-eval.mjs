@@ -12,13 +12,13 @@
 // Every measurement runs in its own child process: onnxruntime's denormal flush is a per-thread CPU flag that
 // outlives a session, and tfjs backends are process-global, so sharing a process would contaminate results.
 // Nothing is installed or downloaded; PyTorch is used only if `python3 -c 'import torch'` works.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { minimist } from 'zx';
-import { writeJsonAtomic } from './bench-common.mjs';
+import { machine, writeJsonAtomic } from './bench-common.mjs';
 
 const SCRIPT = fileURLToPath(import.meta.url);
 const REPO = path.resolve(path.dirname(SCRIPT), '..');
@@ -53,18 +53,6 @@ function child(kind, spec = {}) {
   const result = JSON.parse(line.slice(CHILD_MARK.length));
   process.stdout.write(`  ${kind} ${JSON.stringify(spec.label ?? spec.threads ?? '')}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   return result;
-}
-
-function machine() {
-  const git = (...a) => { try { return execFileSync('git', a, { cwd: REPO, encoding: 'utf8' }).trim(); } catch { return null; } };
-  const version = (pkg) => JSON.parse(fs.readFileSync(path.join(REPO, 'node_modules', pkg, 'package.json'), 'utf8')).version;
-  return {
-    cpu_model: os.cpus()[0]?.model ?? 'unknown', cores: os.availableParallelism?.() ?? os.cpus().length,
-    memory_gib: Math.round(os.totalmem() / 2 ** 30), platform: `${os.platform()} ${os.release()}`,
-    node: process.version, onnxruntime_node: version('onnxruntime-node'), tfjs: version('@tensorflow/tfjs'),
-    commit: git('rev-parse', 'HEAD'), dirty: Boolean(git('status', '--porcelain', '--untracked-files=no')),
-    load_average_at_start: os.loadavg().map((v) => Number(v.toFixed(2))), date: new Date().toISOString(),
-  };
 }
 
 // The first interpreter that imports torch: $HARMOQ_PYTHON, then python3 on PATH (often a pyenv or venv shim
@@ -155,7 +143,7 @@ print(json.dumps({'torch': torch.__version__, 'timm': timm_version, 'threads': t
                   'mkl': torch.backends.mkl.is_available(), 'mkldnn': torch.backends.mkldnn.is_available(), 'images': out}))
 `;
 
-const report = { benchmark: 'SwinIR-light x2 (house weights), Set5, official test protocol, whole images', machine: machine() };
+const report = { benchmark: 'SwinIR-light x2 (house weights), Set5, official test protocol, whole images', machine: machine(REPO) };
 console.log(`bench-eval on ${report.machine.cpu_model}, ${report.machine.cores} cores${quick ? ' (quick)' : ''}`);
 if (os.loadavg()[0] > 0.5) {
   console.log(`warning: load average ${os.loadavg()[0].toFixed(2)} before starting; other jobs will skew the timings (recorded in machine.load_average_at_start/_end)`);

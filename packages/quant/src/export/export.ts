@@ -257,15 +257,23 @@ export function integerGemms(proto: ModelProtoObject): number {
   return split;
 }
 
+/** What finishModel does beyond compaction and metadata (the `qdq` format's passes). */
+export interface FinishOptions {
+  /** 4-bit weight levels as uint4 (toUint4Levels). */
+  uint4?: boolean;
+  /** Biases split off the Gemms fed by DequantizeLinear (integerGemms). */
+  integerGemms?: boolean;
+}
+
 /**
- * The model with its large constants compacted (compact.ts), metadata_props set (the builder writes none) and,
- * with `uint4`, 4-bit weight levels; `saved` is what uint4 saved on the levels.
+ * The model with its large constants compacted (compact.ts), metadata_props set (the builder writes none) and the
+ * passes `options` names; `saved` is what uint4 saved on the levels.
  */
-export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>, uint4 = false, integer = false): { bytes: Uint8Array; saved: number } {
+export function finishModel(model: Uint8Array, stateDict: StateDict, metadata: Record<string, string>, options: FinishOptions = {}): { bytes: Uint8Array; saved: number } {
   const proto = decodeModel(model);
   compactConstants(proto, stateDict);
-  if (integer) integerGemms(proto);
-  const saved = uint4 ? toUint4Levels(proto) : 0;
+  if (options.integerGemms) integerGemms(proto);
+  const saved = options.uint4 ? toUint4Levels(proto) : 0;
   proto.metadataProps = Object.entries(metadata).map(([key, value]) => ({ key, value }));
   return { bytes: encodeModel(proto), saved };
 }
@@ -277,8 +285,8 @@ export function exportQuantizedOnnx(plan: QuantPlan, bounds: BoundsMap, checkpoi
   const stateDict = withWeightOverrides(plan, checkpoint);
   const model = buildSwinIROnnx(plan.config, stateDict, { height: options.height, width: options.width, sites: hook, biasMask: 'separate' });
   // qdq at <= 4 weight bits: uint4 levels (opset 21), which onnxruntime loads; 8-bit containers above.
-  const uint4 = options.format === 'qdq' && plan.settings.wbits <= 4;
-  const { bytes, saved } = finishModel(model, stateDict, { ...options.metadata, format: options.format }, uint4, options.format === 'qdq');
+  const qdq = options.format === 'qdq';
+  const { bytes, saved } = finishModel(model, stateDict, { ...options.metadata, format: options.format }, { uint4: qdq && plan.settings.wbits <= 4, integerGemms: qdq });
   stats.weightBytes -= saved;
   return { model: bytes, stats };
 }

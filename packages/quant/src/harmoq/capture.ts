@@ -69,7 +69,7 @@ function sitesByHook(sites: readonly QuantSite[]): Map<string, QuantSite[]> {
   return byHook;
 }
 
-/** The in-graph reductions of one Linear input: of the float x at its hook site, and of Q(.) per site on `q`'s input. */
+/** The in-graph reductions of the float input x of one hook site (Gram, min, max, sum); returns xᵀ for the cross terms. */
 function momentOutputs(g: GraphBuilder, site: string, x: string, n: number): string {
   const xt = g.op('Transpose', [x], { perm: [1, 0] });
   g.addOutput(g.op('MatMul', [xt, x]), 'float32', [n, n], out(site, 'gram'));
@@ -79,6 +79,7 @@ function momentOutputs(g: GraphBuilder, site: string, x: string, n: number): str
   return xt;
 }
 
+/** Per site of the hook: Q(toQuantize) under the site's quantizer, its Gram, its sum, and the cross term with x (via xᵀ). */
 function quantizedMomentOutputs(g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, list: readonly QuantSite[], toQuantize: string, xt: string, info: SiteInfo): void {
   const n = list[0].channels;
   for (const s of list) {

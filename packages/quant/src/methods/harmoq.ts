@@ -105,14 +105,15 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
       }
     }
     if (opts.src) {
-      const srcMoments = opts.srcInputs === 'quantized'
-        ? (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration') => quantizedInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads)
-        : moments(stateDict, bounds);
+      // The float model before SRC is the target; `corrected` is the quantized model's weights (sequential SRC).
+      const target = stateDict;
+      const quantizedMoments = (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration', corrected = target) =>
+        quantizedInputMoments(plan, target, ctx.data[set], sites, bounds, threads, corrected);
       const variants = opts.srcInputs === 'sequential'
-        ? [await calibrateResidualsSequential(plan, stateDict, bounds, opts.gptq,
-          (sites, set, sd) => quantizedInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads, sd),
+        ? [await calibrateResidualsSequential(plan, target, bounds, opts.gptq, quantizedMoments,
           (done, total) => ctx.progress({ stage: 'src', step: done, total, note: 'blocks' }))]
-        : await calibrateResiduals(plan, stateDict, bounds, opts.gptq ? [true, false] : [false], srcMoments);
+        : await calibrateResiduals(plan, target, bounds, opts.gptq ? [true, false] : [false],
+          opts.srcInputs === 'quantized' ? quantizedMoments : moments(target, bounds));
       if (!hasHeldOut) stateDict = variants[0].stateDict;
       else {
         // Per-layer choices are local; the whole model on the held-out patches decides whether (and which) SRC is kept.
