@@ -5,9 +5,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { listBenchmark, listCalibration } from '@harmoq/data';
+import { listBenchmark, listCalibration, repoRoot } from '@harmoq/data';
 import type { QuantizeRequest, QuantRole } from '@harmoq/quant';
-import { codeVersion, type CodeVersion } from './code-version';
+import { codeVersion, importClosure, type CodeVersion } from './code-version';
 import { canonicalJson, fileSha256, filesDigest, sha256Hex } from './hash';
 
 export const CELL_KINDS = ['calibrate', 'eval'] as const;
@@ -74,17 +74,36 @@ export interface Cell {
 }
 
 /**
- * Packages whose code computes each kind of cell. Float evaluation does not depend on @harmoq/quant, so work
- * on the quantizers leaves FP cells valid. Of this package only the executor counts: the grids, tables and
- * progress display do not change a result.
+ * The code each kind of cell is keyed on. Float evaluation does not depend on @harmoq/quant, so work on the
+ * quantizers leaves FP cells valid. Of @harmoq/quant a calibration counts the framework its entry points
+ * import plus the one method it runs (not the registry, which imports them all), and a quantized eval the
+ * framework only: a new or changed method invalidates its own cells and no others. Of this package only the
+ * executor counts: the grids, tables and progress display do not change a result.
  */
 const FLOAT_CODE = ['engine', 'swinir', 'torch-io', 'data', 'metrics', 'atomic-fs'];
 const EXECUTOR = ['packages/experiments/src/execute.ts', 'packages/experiments/src/probe.ts'];
-const CODE: Record<'calibrate' | 'evalFloat' | 'evalQuant', string[]> = {
-  calibrate: ['quant', ...FLOAT_CODE],
-  evalFloat: FLOAT_CODE,
-  evalQuant: ['quant', ...FLOAT_CODE],
-};
+const QUANT_SRC = 'packages/quant/src';
+const QUANT_REGISTRY = `${QUANT_SRC}/methods/index.ts`;
+/** What execute.ts and probe.ts call: quantizeModel, the qparams reader and writer, restrictQuantization. */
+const QUANT_ENTRIES = ['quantize.ts', 'qparams.ts', 'restrict.ts'].map((f) => `${QUANT_SRC}/${f}`);
+
+/** The file in the quant methods folder that defines `name` (its `name: '<name>',` line). */
+export function methodSource(name: string, root: string = repoRoot()): string {
+  const dir = path.join(root, QUANT_SRC, 'methods');
+  const line = new RegExp(`^\\s*name:\\s*'${name.replace(/[^\w-]/g, '\\$&')}',?\\s*$`, 'm');
+  const files = fs.readdirSync(dir)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && f !== 'index.ts')
+    .filter((f) => line.test(fs.readFileSync(path.join(dir, f), 'utf8')));
+  if (files.length !== 1) {
+    throw new Error(`method '${name}': expected one file in ${QUANT_SRC}/methods with the line "name: '${name}',", found ${files.length ? files.join(', ') : 'none'}`);
+  }
+  return `${QUANT_SRC}/methods/${files[0]}`;
+}
+
+function quantCode(entries: readonly string[]): CodeVersion {
+  const files = importClosure([...QUANT_ENTRIES, ...entries], { cut: [QUANT_REGISTRY], wholePackages: FLOAT_CODE });
+  return codeVersion(FLOAT_CODE, [...EXECUTOR, 'packages/quant/package.json', ...files]);
+}
 
 /** The key: kind prefix plus 24 hex digits (96 bits) of sha256 over everything that decides the result. */
 export function cellKey(parts: Pick<Cell, 'kind' | 'config' | 'inputs' | 'code' | 'deps'>): string {
@@ -121,7 +140,7 @@ export function calibrateCell(input: CalibrateCellInput): Cell {
     checkpoint: fileSha256(input.checkpointPath),
     calibration: filesDigest(calibrationRoot, listCalibration(input.dataDir)),
   };
-  const code = codeVersion(CODE.calibrate, EXECUTOR);
+  const code = quantCode([methodSource(request.method)]);
   const bits = bitsLabel(request.wbits, request.abits);
   return {
     key: cellKey({ kind: 'calibrate', config, inputs, code, deps: [] }),
@@ -198,7 +217,7 @@ export function evalCell(input: EvalCellInput): Cell {
     ...(input.probe ? { probe: input.probe } : {}),
   };
   const inputs = { checkpoint: fileSha256(input.checkpointPath), dataset: datasetDigest(input.dataDir, input.dataset, input.scale) };
-  const code = codeVersion(quant ? CODE.evalQuant : CODE.evalFloat, EXECUTOR);
+  const code = quant ? quantCode([]) : codeVersion(FLOAT_CODE, EXECUTOR);
   const deps = quant ? [quant.key] : [];
   const axes: Record<string, string> = quant
     ? { ...quant.axes, dataset: input.dataset, ...input.axes }

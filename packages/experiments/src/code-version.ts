@@ -2,7 +2,9 @@
  * The code version a cell is keyed on: the version of every package that computes it, a hash of their
  * sources (tests and test helpers excluded) and the versions of the numeric runtimes. A content hash, not the
  * git commit: a commit says nothing about an uncommitted tree, and an unrelated commit (docs, another
- * package) must not invalidate finished cells.
+ * package) must not invalidate finished cells. Where one package holds many independent pieces (the PTQ
+ * methods of @harmoq/quant), `importClosure` narrows it to the files a cell's entry points really import, so
+ * work on one method leaves the other methods' cells valid.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -81,4 +83,48 @@ export function codeVersion(packageNames: readonly string[], files: readonly str
   const version = { packages, sources: sha256Hex(lines.join('\n')), runtimes: runtimeVersions() };
   memo.set(memoKey, version);
   return version;
+}
+
+/** `from '...'`, `import('...')` and `require('...')` specifiers of a TypeScript file (type-only imports too). */
+const IMPORT = /(?:\bfrom\s*|\bimport\s*\(\s*|\brequire\s*\(\s*|^\s*import\s+)['"]([^'"]+)['"]/gm;
+
+function resolveRelative(fromFile: string, spec: string, root: string): string {
+  const base = path.join(path.dirname(fromFile), spec);
+  for (const candidate of [`${base}.ts`, path.join(base, 'index.ts')]) {
+    if (fs.existsSync(path.join(root, candidate))) return candidate.split(path.sep).join('/');
+  }
+  throw new Error(`code version: cannot resolve import '${spec}' of ${fromFile} (looked for ${base}.ts and ${base}/index.ts)`);
+}
+
+/**
+ * The files (repository-relative, sorted) reachable from `entries` through relative imports. `cut` files are
+ * not entered: a registry that imports every method would otherwise pull all of them into every cell, and the
+ * method a cell runs is named as an entry instead. A workspace import (`@harmoq/x`) is not followed; it must be
+ * one of `wholePackages`, which the caller hashes whole, or the closure would miss code that computes results.
+ */
+export function importClosure(
+  entries: readonly string[], options: { cut?: readonly string[]; wholePackages: readonly string[]; root?: string },
+): string[] {
+  const root = options.root ?? repoRoot();
+  const cut = new Set(options.cut ?? []);
+  const seen = new Set<string>();
+  const queue = [...entries];
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (seen.has(file) || cut.has(file)) continue;
+    if (!fs.existsSync(path.join(root, file))) throw new Error(`code version: entry ${file} does not exist under ${root}`);
+    seen.add(file);
+    for (const match of fs.readFileSync(path.join(root, file), 'utf8').matchAll(IMPORT)) {
+      const spec = match[1];
+      if (spec.startsWith('.')) {
+        queue.push(resolveRelative(file, spec, root));
+      } else if (spec.startsWith('@harmoq/')) {
+        const name = spec.slice('@harmoq/'.length).split('/')[0];
+        if (!options.wholePackages.includes(name)) {
+          throw new Error(`code version: ${file} imports ${spec}, which is neither followed nor hashed whole (${options.wholePackages.join(', ')})`);
+        }
+      }
+    }
+  }
+  return [...seen].sort();
 }
