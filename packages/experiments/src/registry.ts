@@ -2,12 +2,13 @@
 import { asymmetry } from './experiments/asymmetry';
 import { baselines } from './experiments/baselines';
 import { components } from './experiments/components';
+import { headline } from './experiments/harmoq';
 import { sensitivity } from './experiments/sensitivity';
 import { ExperimentError } from './errors';
 import type { AnyExperiment } from './grid';
 import { nearest } from '@harmoq/quant';
 
-export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines, asymmetry, sensitivity, components };
+export const EXPERIMENTS: Readonly<Record<string, AnyExperiment>> = { baselines, asymmetry, sensitivity, components, harmoq: headline };
 
 /** Every name `harmoq exp` accepts: module names and their aliases. */
 export function experimentNames(): string[] {

@@ -14,6 +14,7 @@ import { bitsLabel, calibrateCell, evalCell, type Cell } from '../cells';
 import { ExperimentError } from '../errors';
 import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { CellStore } from '../store';
+import { storedValues, type StoredValues } from '../entries';
 import {
   byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD,
 } from './baselines';
@@ -118,17 +119,10 @@ function cells(config: ComponentsConfig, ctx: GridContext): Cell[] {
 }
 
 /** One stored cell of the grid: a calibration (`dataset` null) or an eval of one variant on one set. */
-export interface ComponentEntry {
+export interface ComponentEntry extends StoredValues {
   scale: number;
   bits: string;
   variant: ComponentVariant;
-  dataset: string | null;
-  cell: string;
-  status: 'done' | 'missing';
-  psnr_y: number | null;
-  ssim_y: number | null;
-  /** Calibration seconds (calibrations only). */
-  seconds: number | null;
 }
 
 export interface Delta {
@@ -157,15 +151,9 @@ export interface ComponentRow {
 }
 
 export function componentEntries(grid: readonly Cell[], store: Pick<CellStore, 'readEval' | 'readQParams'>): ComponentEntry[] {
-  return grid.map((c): ComponentEntry => {
-    const base = { scale: c.config.scale, bits: c.axes.bits, variant: c.axes.variant as ComponentVariant, cell: c.key };
-    if (c.kind === 'calibrate') {
-      const q = store.readQParams(c);
-      return { ...base, dataset: null, status: q ? 'done' : 'missing', psnr_y: null, ssim_y: null, seconds: q?.seconds ?? null };
-    }
-    const r = store.readEval(c);
-    return { ...base, dataset: c.axes.dataset, status: r ? 'done' : 'missing', psnr_y: r?.psnr_y ?? null, ssim_y: r?.ssim_y ?? null, seconds: null };
-  });
+  return grid.map((c): ComponentEntry => ({
+    scale: c.config.scale, bits: c.axes.bits, variant: c.axes.variant as ComponentVariant, ...storedValues(c, store),
+  }));
 }
 
 function delta(row: { psnr_y: number | null; ssim_y: number | null }, ref: ComponentEntry | undefined): Delta | null {

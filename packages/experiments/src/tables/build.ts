@@ -20,6 +20,7 @@ import {
 } from './studies';
 import { baselineTables } from './table';
 import { componentFigures, componentTables, loadComponents, type ComponentsSource } from './components';
+import { headlineTables, loadHeadline, type HeadlineSource } from './headline';
 import type { NamedChart } from '../figures/curves';
 import type { LineChart } from '../figures/charts';
 
@@ -102,10 +103,11 @@ const BUILDERS = {
   asymmetry: study<AsymmetrySource>(loadAsymmetry, asymmetryTables, asymmetryFigures),
   sensitivity: study<SensitivitySource>(loadSensitivity, sensitivityTables, sensitivityFigures),
   components: study<ComponentsSource>(loadComponents, componentTables, componentFigures),
+  harmoq: study<HeadlineSource>(loadHeadline, headlineTables, () => []),
 };
 
 /** Experiments that have tables. */
-export const TABLE_EXPERIMENTS = ['baselines', 'asymmetry', 'sensitivity', 'components'] as const satisfies readonly (keyof typeof BUILDERS)[];
+export const TABLE_EXPERIMENTS = ['baselines', 'asymmetry', 'sensitivity', 'components', 'harmoq'] as const satisfies readonly (keyof typeof BUILDERS)[];
 
 /** Removes the files in `dir` that this run did not write. */
 function pruneStale(dir: string, written: ReadonlySet<string>): void {

@@ -13,6 +13,7 @@ import {
 import { PALETTE, type LineChart } from '../figures/charts';
 import type { NamedChart } from '../figures/curves';
 import { CellStore } from '../store';
+import { refreshEntry } from '../entries';
 import { cell, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { orderBits } from './source';
 import { readRowsFile } from './studies';
@@ -28,14 +29,7 @@ export function loadComponents(resultsDir: string): ComponentsSource | null {
   const file = readRowsFile<ComponentsRowsFile>(resultsDir, 'components');
   if (!file) return null;
   const store = new CellStore(resultsDir);
-  const refreshed = file.entries.map((e) => {
-    if (e.dataset === null) {
-      const q = store.readQParams({ key: e.cell, kind: 'calibrate' });
-      return q ? { ...e, status: 'done' as const, seconds: q.seconds } : e;
-    }
-    const r = store.readEval({ key: e.cell, kind: 'eval' });
-    return r ? { ...e, status: 'done' as const, psnr_y: r.psnr_y, ssim_y: r.ssim_y } : e;
-  });
+  const refreshed = file.entries.map((e) => refreshEntry(e, store));
   return { origin: path.join('components', 'components.json'), config: file.config, rows: componentRows(refreshed, file.config.bits) };
 }
 

@@ -11,7 +11,8 @@ const LATEX_SPECIALS: Record<string, string> = {
 };
 
 export function latexEscape(text: string): string {
-  return text.replace(/[\\{}$&#%_^~]/g, (ch) => LATEX_SPECIALS[ch]);
+  // ± as math: pdflatex's default font encoding has no glyph for it.
+  return text.replace(/[\\{}$&#%_^~]/g, (ch) => LATEX_SPECIALS[ch]).replaceAll('±', '$\\pm$');
 }
 
 const archLabel = (arch: string) => ARCH_LABELS[arch] ?? arch;
