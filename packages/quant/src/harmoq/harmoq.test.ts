@@ -284,6 +284,24 @@ describe('harmoq method', () => {
     expect(qp.bounds).toEqual(dobi.bounds);
   });
 
+  test('dqc: 2DQuant\'s budget per preset; the distilled bounds are kept only when the held-out error drops', async () => {
+    for (const preset of ['quick', 'paper'] as const) {
+      const [h, q] = [resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, preset }), resolveRequest({ method: '2dquant', wbits: 2, abits: 2, preset })];
+      expect({ i: h.options.iterations, b: h.options.batch, c: h.options.crop }).toEqual({ i: q.options.iterations, b: q.options.batch, c: q.options.crop });
+    }
+    const notes: string[] = [];
+    const stages = (extra: string[]) => resolveRequest({ method: 'harmoq', wbits: 2, abits: 2, seed: 5, set: [...tiny, 'src=false', 'hso=false', 'abr=false', ...extra] });
+    const run = (extra: string[]) => quantizeModel(model(), stages(extra), { dataDir: dataDir(), threads: 1, onProgress: (u) => { if (u.stage === 'dqc' && u.note) notes.push(u.note); } });
+    const base = await run([]);
+    const tuned = await run(['dqc=true', 'iterations=4', 'batch=2', 'crop=8']);
+    expect(notes).toHaveLength(1);
+    const m = /held-out output MSE (\S+) -> (\S+): (kept|dropped)/.exec(notes[0])!;
+    expect(m).not.toBeNull();
+    expect(m[3]).toBe(Number(m[2]) < Number(m[1]) ? 'kept' : 'dropped');
+    if (m[3] === 'kept') expect(tuned.bounds).not.toEqual(base.bounds);
+    else expect(tuned.bounds).toEqual(base.bounds);
+  });
+
   test('a derived context recomputes statistics on its own state dict', async () => {
     const ctx = createCalibrationContext({ plan, stateDict, data, rng: seededRng(1), threads: 1, captureEngine: 'onnx', bins: 2048, channelBins: 64 });
     const scaled: StateDict = new Map(stateDict);

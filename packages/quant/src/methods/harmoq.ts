@@ -3,7 +3,8 @@
  * DOBI bounds on the scaled model, ABR (bounds re-fitted round by round on the quantized model's own
  * distributions, held-out stopping; ../harmoq/abr.ts), then SRC (each Linear's weight re-solved against its
  * quantized input, ridge + GPTQ rounding, held-out choices; ../harmoq/src.ts). Each stage switches off on its own
- * (`--set hso=false`, `src=false`, `abr=false`; or `options.hso=false`); all three off is DOBI.
+ * (`--set hso=false`, `src=false`, `abr=false`; or `options.hso=false`); all three off is DOBI. Optionally
+ * (`dqc=true`) 2DQuant's bound distillation runs between ABR and SRC with 2DQuant's own budget (docs/harmoq.md).
  * Paper: Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution",
  * arXiv:2511.05868 (AAAI 2026). Only its abstract is known (anchors.md section 4): every stage here is our own
  * derivation (docs/harmoq.md), which also lists where each departs from the abstract (e.g. ABR is a search, not
@@ -19,7 +20,15 @@ import { linearInputMoments, quantizedInputMoments } from '../harmoq/capture';
 import { harmonize } from '../harmoq/hso';
 import { calibrateResiduals, calibrateResidualsSequential } from '../harmoq/src';
 import type { QuantSite } from '../sites';
+import { distillBounds } from '../dqc';
 import { dobi } from './dobi';
+import { twoDQuant } from './twodquant';
+
+/** 2DQuant's budget per preset (iterations, batch, crop), so HarmoQ's distillation spends exactly as much. */
+const budget = (preset: 'quick' | 'paper') => {
+  const p = { ...twoDQuant.defaults, ...twoDQuant.presets?.[preset] };
+  return { iterations: p.iterations, batch: p.batch, crop: p.crop };
+};
 
 export interface HarmoqOptions extends Record<string, unknown> {
   /** Structural residual calibration (weights re-solved per Linear). */
@@ -37,6 +46,15 @@ export interface HarmoqOptions extends Record<string, unknown> {
   gptq: boolean;
   /** DOBI candidates (initial bounds and ABR's search). */
   steps: number;
+  /**
+   * Bound distillation after ABR: 2DQuant's DQC (../dqc.ts, its loss, optimizer and settings) on the harmonized
+   * model, kept only when it lowers the held-out output error. `iterations` x `batch` x `crop` is the budget,
+   * per preset the same as `2dquant`'s, so the two spend the same gradient steps.
+   */
+  dqc: boolean;
+  iterations: number;
+  batch: number;
+  crop: number;
   /**
    * SRC's inputs: 'float' applies the site's quantizer to the float model's input (the layer's own error only);
    * 'quantized' takes Q(x~) from the fully quantized model (x~ carries the error of every layer before), captured
@@ -69,10 +87,15 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
   name: 'harmoq',
   paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
   summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
-  defaults: { src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100, srcInputs: 'float' },
+  defaults: {
+    src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100, srcInputs: 'float',
+    dqc: false, iterations: twoDQuant.defaults.iterations, batch: twoDQuant.defaults.batch, crop: twoDQuant.defaults.crop,
+  },
+  presets: { quick: budget('quick'), paper: budget('paper') },
   options: z.strictObject({
     src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), abrPatches: z.number().int().min(1), gptq: z.boolean(),
     steps: z.number().int().min(1).max(10000), srcInputs: z.enum(['float', 'quantized', 'sequential']),
+    dqc: z.boolean(), iterations: z.number().int().min(0), batch: z.number().int().min(1), crop: z.number().int().min(0),
   }),
   async calibrate(ctx, opts) {
     const { plan, threads } = ctx;
@@ -102,6 +125,15 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
           (r) => ctx.progress({ stage: 'abr', step: r.segment + 1, total: opts.segments, loss: r.heldOutError, note: `round ${r.round}: ${r.kept ? 'kept' : 'no gain'}` }));
         note('abr', `held-out output MSE ${abr.initialError.toExponential(4)} -> ${Math.min(abr.initialError, ...abr.rounds.map((r) => r.heldOutError)).toExponential(4)}`);
         bounds = abr.bounds;
+      }
+    }
+    if (opts.dqc && opts.iterations > 0) {
+      const { bounds: tuned } = await distillBounds(scaled, bounds, { ...twoDQuant.defaults, iterations: opts.iterations, batch: opts.batch, crop: opts.crop });
+      if (!hasHeldOut) bounds = tuned;
+      else {
+        const [before, after] = [await heldOutError(ctx, stateDict, bounds), await heldOutError(ctx, stateDict, tuned)];
+        note('dqc', `held-out output MSE ${before.toExponential(4)} -> ${after.toExponential(4)}: ${after < before ? 'kept' : 'dropped'}`);
+        if (after < before) bounds = tuned;
       }
     }
     if (opts.src) {
