@@ -1,12 +1,12 @@
 /** The headline grid: seeds x methods x bits, cells shared with baselines at the default seed, paired gains and claims, a tiny real run. */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { DEFAULT_SEED } from '@harmoq/quant';
+import { DEFAULT_SEED, resolveRequest } from '@harmoq/quant';
 import { resolveGrid, runExperiment } from '../run';
 import { CellStore } from '../store';
 import { buildTables } from '../tables/build';
 import { tinyGrid } from '../testing/tiny-grid';
-import { headlineRows, spread, type HeadlineEntry } from './harmoq';
+import { budgetOf, headlineRows, spread, type HeadlineEntry } from './harmoq';
 
 const tiny = tinyGrid('harmoq-head-');
 afterAll(() => tiny.cleanup());
@@ -41,6 +41,16 @@ describe('harmoq (headline) grid', () => {
     expect(() => grid(['baseline=nosuch'])).toThrow(/baseline/);
     expect(() => grid(['target.dataset=Urban'])).toThrow(/target\.dataset/);
     expect(() => grid(['target.margin=1'])).toThrow(/unknown --set key 'target\.margin'.*target\.psnr_y/);
+  });
+});
+
+describe('budgets', () => {
+  test('gradient steps x batch x crop from the request; harmoq counts them only with its distillation on', () => {
+    const of = (method: string, set: string[] = []) => budgetOf(resolveRequest({ method, wbits: 2, abits: 2, preset: 'quick', set }));
+    expect(of('2dquant')).toEqual({ method: '2dquant', gradientSteps: 150, batch: 4, crop: 16, patches: 32, patchSize: 48, heldOut: 8 });
+    expect(of('harmoq', ['dqc=false'])).toMatchObject({ gradientSteps: 0, batch: null, crop: null });
+    expect(of('harmoq', ['dqc=true'])).toMatchObject({ gradientSteps: 150, batch: 4, crop: 16 });
+    expect(of('dobi')).toMatchObject({ gradientSteps: 0, batch: null, crop: null });
   });
 });
 

@@ -126,7 +126,7 @@ export interface HeadlineRow {
   met: boolean | null;
 }
 
-/** What a method spent: gradient steps x batch x crop side (0 steps for a method without gradients), patches. */
+/** What a method spent: gradient steps x batch x crop side (0 steps for a method without gradients, or with them switched off), patches. */
 export interface Budget {
   method: string;
   gradientSteps: number;
@@ -138,7 +138,9 @@ export interface Budget {
 }
 
 export function budgetOf(request: QuantizeRequest): Budget {
-  const opt = (k: string) => (typeof request.options[k] === 'number' ? (request.options[k] as number) : null);
+  // A method whose distillation is switchable (harmoq's `dqc`) spends no gradient steps with it off.
+  const off = request.options.dqc === false;
+  const opt = (k: string) => (!off && typeof request.options[k] === 'number' ? (request.options[k] as number) : null);
   return {
     method: request.method, gradientSteps: opt('iterations') ?? 0, batch: opt('batch'), crop: opt('crop'),
     patches: request.calibration.count, patchSize: request.calibration.patchSize, heldOut: request.calibration.heldOutCount,
