@@ -5,7 +5,7 @@
  */
 import * as ort from 'onnxruntime-node';
 import type { PatchSet } from '@harmoq/data';
-import type { GraphBuilder, SiteHook, SiteInfo } from '@harmoq/swinir';
+import { blockGeometry, type GraphBuilder, type SiteHook, type SiteInfo } from '@harmoq/swinir';
 import type { StateDict } from '@harmoq/torch-io';
 import { onnxSession } from '../capture';
 import { onnxQuantSites, siteQuantNodes } from '../onnx';
@@ -27,6 +27,35 @@ export interface LinearMoments {
   qgram?: Float64Array;
   cross?: Float64Array;
   qsum?: Float64Array;
+  /**
+   * With `structure`: the same sums of the Laplacian-filtered inputs, Lx and L Q(x) (`structureTokens`): `rows`
+   * filtered tokens, Σ Lx Lxᵀ, and with bounds Σ LQ(x) LQ(x)ᵀ and Σ Lx LQ(x)ᵀ. The Laplacian of a constant is 0,
+   * so these carry no bias terms.
+   */
+  structure?: { rows: number; gram: Float64Array; qgram?: Float64Array; cross?: Float64Array };
+}
+
+/** The structure filter: a 3x3 Laplacian (centre 1, 4-neighbours -1/4; zero sum, so the bias drops out). */
+export const LAPLACIAN: readonly number[] = [0, -0.25, 0, -0.25, 1, -0.25, 0, -0.25, 0];
+
+/**
+ * Lx over the token grid: a Linear input is [tokens, n] in window order (ws x ws windows, row-major inside each,
+ * the graph's default 'gather' order; swinir-onnx.ts), so each window is reshaped to its ws x ws grid and filtered
+ * per channel by LAPLACIAN on the interior only (no padding: (ws-2)^2 filtered tokens per window, none across a
+ * window border, where a shifted window wraps around the image). Returns [tokens', n].
+ */
+export function structureTokens(g: GraphBuilder, x: string, n: number, ws: number): string {
+  const grid = g.op('Transpose', [g.op('Reshape', [x, g.int64([-1, ws, ws, n])])], { perm: [0, 3, 1, 2] });
+  const kernel = g.constant(Float32Array.from({ length: n * 9 }, (_, i) => LAPLACIAN[i % 9]), [n, 1, 3, 3], 'harmoq_laplacian');
+  const filtered = g.op('Conv', [grid, kernel], { group: n, kernel_shape: [3, 3] });
+  return g.op('Reshape', [g.op('Transpose', [filtered], { perm: [0, 2, 3, 1] }), g.int64([-1, n])]);
+}
+
+/** The window side of a block's Linear inputs, from its module path (`...blocks.{j}...`). */
+export function siteWindow(plan: QuantPlan, site: QuantSite): number {
+  const j = /\.blocks\.(\d+)\./.exec(site.id);
+  if (!j) throw new Error(`structure moments: ${site.id} is not a Swin block's Linear input`);
+  return blockGeometry(plan.config, Number(j[1])).windowSize;
 }
 
 /** Runs `patches` through a session built with `hook`, `batch` patches at a time, handing each result to `take`. */
@@ -51,13 +80,15 @@ export async function runPatches(
 
 const out = (site: string, what: string) => `harmoq:${site}:${what}`;
 
-function emptyMoments(sites: readonly QuantSite[], quantized: boolean): Map<string, LinearMoments> {
+function emptyMoments(sites: readonly QuantSite[], quantized: boolean, structure: boolean): Map<string, LinearMoments> {
   const result = new Map<string, LinearMoments>();
   for (const s of sites) {
     const n = s.channels;
+    const square = () => new Float64Array(n * n);
     result.set(s.id, {
-      channels: n, rows: 0, gram: new Float64Array(n * n), min: new Float64Array(n).fill(Infinity), max: new Float64Array(n).fill(-Infinity),
-      sum: new Float64Array(n), ...(quantized ? { qgram: new Float64Array(n * n), cross: new Float64Array(n * n), qsum: new Float64Array(n) } : {}),
+      channels: n, rows: 0, gram: square(), min: new Float64Array(n).fill(Infinity), max: new Float64Array(n).fill(-Infinity),
+      sum: new Float64Array(n), ...(quantized ? { qgram: square(), cross: square(), qsum: new Float64Array(n) } : {}),
+      ...(structure ? { structure: { rows: 0, gram: square(), ...(quantized ? { qgram: square(), cross: square() } : {}) } } : {}),
     });
   }
   return result;
@@ -69,24 +100,39 @@ function sitesByHook(sites: readonly QuantSite[]): Map<string, QuantSite[]> {
   return byHook;
 }
 
-/** The in-graph reductions of the float input x of one hook site (Gram, min, max, sum); returns xᵀ for the cross terms. */
-function momentOutputs(g: GraphBuilder, site: string, x: string, n: number): string {
+/** xᵀ of the float input and, with structure moments, (Lx)ᵀ and the window side, for the cross terms. */
+interface Transposed {
+  xt: string;
+  structure: { lxt: string; ws: number } | null;
+}
+
+/** The in-graph reductions of the float input x of one hook site (Gram, min, max, sum; with `ws`, of Lx too). */
+function momentOutputs(g: GraphBuilder, site: string, x: string, n: number, ws: number | null): Transposed {
   const xt = g.op('Transpose', [x], { perm: [1, 0] });
   g.addOutput(g.op('MatMul', [xt, x]), 'float32', [n, n], out(site, 'gram'));
   g.addOutput(g.op('ReduceMin', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'min'));
   g.addOutput(g.op('ReduceMax', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'max'));
   g.addOutput(g.op('ReduceSum', [x, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(site, 'sum'));
-  return xt;
+  if (ws === null) return { xt, structure: null };
+  const lx = structureTokens(g, x, n, ws);
+  const lxt = g.op('Transpose', [lx], { perm: [1, 0] });
+  g.addOutput(g.op('MatMul', [lxt, lx]), 'float32', [n, n], out(site, 'lgram'));
+  g.addOutput(g.op('Shape', [lx]), 'int64', [2], out(site, 'lshape'));
+  return { xt, structure: { lxt, ws } };
 }
 
-/** Per site of the hook: Q(toQuantize) under the site's quantizer, its Gram, its sum, and the cross term with x (via xᵀ). */
-function quantizedMomentOutputs(g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, list: readonly QuantSite[], toQuantize: string, xt: string, info: SiteInfo): void {
+/** Per site of the hook: Q(toQuantize) under the site's quantizer, its Gram, its sum, and the cross term with x (via xᵀ); the same of LQ. */
+function quantizedMomentOutputs(g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, list: readonly QuantSite[], toQuantize: string, t: Transposed, info: SiteInfo): void {
   const n = list[0].channels;
+  const grams = (a: string, at: string, what: string, id: string) => {
+    g.addOutput(g.op('MatMul', [g.op('Transpose', [a], { perm: [1, 0] }), a]), 'float32', [n, n], out(id, `${what}qgram`));
+    g.addOutput(g.op('MatMul', [at, a]), 'float32', [n, n], out(id, `${what}cross`));
+  };
   for (const s of list) {
     const q = siteQuantNodes(g, toQuantize, bounds.get(s.id)!, plan.spec(s), info, `${s.id}.harmoq`);
-    g.addOutput(g.op('MatMul', [g.op('Transpose', [q], { perm: [1, 0] }), q]), 'float32', [n, n], out(s.id, 'qgram'));
-    g.addOutput(g.op('MatMul', [xt, q]), 'float32', [n, n], out(s.id, 'cross'));
+    grams(q, t.xt, '', s.id);
     g.addOutput(g.op('ReduceSum', [q, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(s.id, 'qsum'));
+    if (t.structure) grams(structureTokens(g, q, n, t.structure.ws), t.structure.lxt, 'l', s.id);
   }
 }
 
@@ -112,6 +158,14 @@ function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, Quan
         addTo(m.cross!, outputs[out(s.id, 'cross')]);
         addTo(m.qsum!, outputs[out(s.id, 'qsum')]);
       }
+      if (m.structure) {
+        m.structure.rows += Number((outputs[out(hookSite, 'lshape')].data as BigInt64Array)[0]);
+        addTo(m.structure.gram, outputs[out(hookSite, 'lgram')]);
+        if (m.structure.qgram) {
+          addTo(m.structure.qgram, outputs[out(s.id, 'lqgram')]);
+          addTo(m.structure.cross!, outputs[out(s.id, 'lcross')]);
+        }
+      }
     }
   }
 }
@@ -119,19 +173,21 @@ function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, Quan
 /**
  * Moments of the float inputs of `sites` (Linear input sites) over `patches`, on the float model. With
  * `bounds`, each site's input quantizer is applied in the graph too (to the float input: the layer's own
- * quantization error, not its upstream's) for the quantized Gram and cross matrices. Keyed by site id.
+ * quantization error, not its upstream's) for the quantized Gram and cross matrices. With `structure`, the same
+ * of the Laplacian-filtered inputs (`LinearMoments.structure`). Keyed by site id.
  */
 export async function linearInputMoments(
   plan: QuantPlan, stateDict: StateDict, patches: PatchSet, sites: readonly QuantSite[], bounds: BoundsMap | null, threads: number,
+  structure = false,
 ): Promise<Map<string, LinearMoments>> {
   const byHook = sitesByHook(sites);
-  const result = emptyMoments(sites, bounds !== null);
+  const result = emptyMoments(sites, bounds !== null, structure);
   const hook: SiteHook = (site, input, g, info) => {
     const list = byHook.get(site);
     if (!list || info.kind !== 'linear_input') return input;
-    const xt = momentOutputs(g, site, input, list[0].channels);
+    const t = momentOutputs(g, site, input, list[0].channels, structure ? siteWindow(plan, list[0]) : null);
     g.addOutput(g.op('Shape', [input]), 'int64', [2], out(site, 'shape'));
-    if (bounds) quantizedMomentOutputs(g, plan, bounds, list, input, xt, info);
+    if (bounds) quantizedMomentOutputs(g, plan, bounds, list, input, t, info);
     return input;
   };
   await runPatches(plan, stateDict, patches, hook, threads, 8, (outputs) => {
@@ -150,10 +206,10 @@ export async function linearInputMoments(
  */
 export async function quantizedInputMoments(
   plan: QuantPlan, stateDict: StateDict, patches: PatchSet, sites: readonly QuantSite[], bounds: BoundsMap, threads: number,
-  quantizedStateDict: StateDict = stateDict,
+  quantizedStateDict: StateDict = stateDict, structure = false,
 ): Promise<Map<string, LinearMoments>> {
   const byHook = sitesByHook(sites);
-  const result = emptyMoments(sites, true);
+  const result = emptyMoments(sites, true, structure);
   const floatHook: SiteHook = (site, input, g, info) => {
     if (byHook.has(site) && info.kind === 'linear_input') g.addOutput(input, 'float32', [-1, byHook.get(site)![0].channels], out(site, 'x'));
     return input;
@@ -164,7 +220,7 @@ export async function quantizedInputMoments(
     if (list && info.kind === 'linear_input') {
       const n = list[0].channels;
       const x = g.addInput(out(site, 'x'), 'float32', ['tokens', n]);
-      quantizedMomentOutputs(g, plan, bounds, list, input, momentOutputs(g, site, x, n), info);
+      quantizedMomentOutputs(g, plan, bounds, list, input, momentOutputs(g, site, x, n, structure ? siteWindow(plan, list[0]) : null), info);
     }
     return quantHook(site, input, g, info);
   };

@@ -18,7 +18,7 @@ import { quantizeModel, quantizedEngineOptions } from '../quantize';
 import { fakeQuantize } from '../quantizer';
 import { tinyFixture } from '../testing/tiny-model';
 import { abrSegments, quantizedActivationStats, refineBounds, scaleRanges } from './abr';
-import { linearInputMoments, quantizedInputMoments } from './capture';
+import { linearInputMoments, quantizedInputMoments, runPatches, siteWindow } from './capture';
 import { absorbScales, balanceProblem, closedFormScales, harmonize, harmonizedScales, modelledError, scaleGroups, type BalanceProblem } from './hso';
 import { gptqRound, gramsOf, outputError, ridgeWeights, roundToGrid, type Grams } from './src';
 
@@ -184,6 +184,54 @@ describe('SRC', () => {
       expect(m.max[j]).toBeGreaterThanOrEqual(m.min[j]);
     }
     expect(m.rows).toBe(data.calibration.lrShape[0] * 16 * 16);
+  });
+
+  test('structure moments: the Laplacian Grams in the graph equal the window-by-window filter of the captured input', async () => {
+    const site = plan.sites.find((s) => s.id.endsWith('blocks.1.mlp.fc1.input'))!; // a shifted block
+    const n = site.channels, ws = siteWindow(plan, site);
+    expect(ws).toBeGreaterThanOrEqual(3);
+    const bounds: BoundsMap = new Map([[site.id, { lower: [-1], upper: [1.5] }]]);
+    const m = (await linearInputMoments(plan, stateDict, data.calibration, [site], bounds, 1, true)).get(site.id)!;
+    const xs: Float32Array[] = [];
+    await runPatches(plan, stateDict, data.calibration, (name, input, g, info) => {
+      if (name === site.hookSite && info.kind === 'linear_input') g.addOutput(input, 'float32', [-1, n], 'raw');
+      return input;
+    }, 1, 8, (o) => { xs.push(Float32Array.from(o.raw.data as Float32Array)); });
+    const gram = new Float64Array(n * n), qgram = new Float64Array(n * n), cross = new Float64Array(n * n);
+    let rows = 0;
+    const laplacian = (t: Float32Array, base: number, i: number, j: number, c: number) => {
+      const at = (a: number, b: number) => t[base + (a * ws + b) * n + c];
+      return at(i, j) - 0.25 * (at(i - 1, j) + at(i + 1, j) + at(i, j - 1) + at(i, j + 1));
+    };
+    for (const x of xs) {
+      const q = fakeQuantize(x, { lower: [-1], upper: [1.5] }, plan.spec(site).bits, plan.spec(site).form);
+      for (let base = 0; base < x.length; base += ws * ws * n) {
+        for (let i = 1; i < ws - 1; i++) {
+          for (let j = 1; j < ws - 1; j++) {
+            const lx = Array.from({ length: n }, (_, c) => laplacian(x, base, i, j, c));
+            const lq = Array.from({ length: n }, (_, c) => laplacian(q, base, i, j, c));
+            for (let a = 0; a < n; a++) {
+              for (let b = 0; b < n; b++) {
+                gram[a * n + b] += lx[a] * lx[b];
+                qgram[a * n + b] += lq[a] * lq[b];
+                cross[a * n + b] += lx[a] * lq[b];
+              }
+            }
+            rows++;
+          }
+        }
+      }
+    }
+    expect(m.structure!.rows).toBe(rows);
+    for (const [mine, ref] of [[m.structure!.gram, gram], [m.structure!.qgram!, qgram], [m.structure!.cross!, cross]] as const) {
+      const scale = Math.max(...ref.map(Math.abs));
+      expect(maxDiff(Float32Array.from(mine), Float32Array.from(ref)) / scale).toBeLessThan(1e-4);
+    }
+    // β = 0 is the plain objective; β > 0 adds the filtered Grams per filtered token (no bias terms).
+    const plain = gramsOf(m, true), weighted = gramsOf(m, true, 2);
+    expect(weighted.h[0]).toBeCloseTo(plain.h[0] + (2 * qgram[0]) / rows, 6);
+    expect(weighted.c[n]).toBe(plain.c[n]);
+    expect(() => gramsOf({ ...m, structure: undefined }, true, 1)).toThrow(/structure weight 1 needs structure moments/);
   });
 
   test('quantized-model moments: the first Linear sees the float input, later ones the upstream error; corrected weights are fed through', async () => {

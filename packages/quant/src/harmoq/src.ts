@@ -35,19 +35,28 @@ export interface Grams {
 /**
  * The Grams of a Linear input from its moments; `withBias` appends a constant 1 to x and Q(x), so that the layer's
  * bias (the last column of [W b]) is solved for too: the ridge and GPTQ then also cancel the mean of the error.
+ * `structure` = β > 0 adds β times the Grams of the Laplacian-filtered inputs (per filtered token), so that every
+ * solve and error below is of E‖e‖² + β E‖L e‖², e = W̃x̃ − V q̃: the output error plus its high-pass part over the
+ * token grid (L e = W Lx − V_w LQ(x), the bias has no Laplacian). docs/harmoq.md, "SRC".
  */
-export function gramsOf(m: LinearMoments, withBias = false): Grams {
+export function gramsOf(m: LinearMoments, withBias = false, structure = 0): Grams {
   const n = m.channels, k = withBias ? n + 1 : n;
-  const build = (inner: Float64Array, rowMean: Float64Array, colMean: Float64Array) => {
+  const l = m.structure;
+  if (structure > 0 && (!l || !l.qgram || l.rows === 0)) throw new Error(`SRC structure weight ${structure} needs structure moments (capture with structure=true)`);
+  const build = (inner: Float64Array, rowMean: Float64Array, colMean: Float64Array, filtered: Float64Array | undefined) => {
     const out = new Float64Array(k * k);
-    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * k + j] = inner[i * n + j] / m.rows;
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) out[i * k + j] = inner[i * n + j] / m.rows + (structure > 0 ? (structure * filtered![i * n + j]) / l!.rows : 0);
+    }
     if (withBias) {
       for (let i = 0; i < n; i++) [out[i * k + n], out[n * k + i]] = [rowMean[i] / m.rows, colMean[i] / m.rows];
       out[n * k + n] = 1;
     }
     return out;
   };
-  return { n: k, f: build(m.gram, m.sum, m.sum), h: build(m.qgram!, m.qsum!, m.qsum!), c: build(m.cross!, m.sum, m.qsum!) };
+  return {
+    n: k, f: build(m.gram, m.sum, m.sum, l?.gram), h: build(m.qgram!, m.qsum!, m.qsum!, l?.qgram), c: build(m.cross!, m.sum, m.qsum!, l?.cross),
+  };
 }
 
 /** E||W x − V q||² from the moments: tr(W F Wᵀ) − 2 tr(W C Vᵀ) + tr(V H Vᵀ), per token. */
@@ -175,6 +184,8 @@ export function solveLinear(
 
 export interface SrcVariant {
   gptq: boolean;
+  /** β of the structure term (0: output error only). */
+  structure: number;
   stateDict: StateDict;
   decisions: (SrcDecision & { site: string })[];
 }
@@ -185,7 +196,7 @@ export interface SrcVariant {
  * calibration and held-out patches, once for all variants.
  */
 export async function calibrateResiduals(
-  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: readonly boolean[],
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, variants: readonly { gptq: boolean; structure: number }[],
   moments: (sites: QuantSite[], set: 'calibration' | 'heldOut') => Promise<Map<string, LinearMoments>>,
 ): Promise<SrcVariant[]> {
   const pairs = linearPairs(plan);
@@ -193,7 +204,7 @@ export async function calibrateResiduals(
   const cal = await moments(inputs, 'calibration');
   // Without held-out patches the choices fall back to the calibration moments (then they can overfit).
   const held = await moments(inputs, 'heldOut');
-  return gptq.map((useGptq) => residualVariant(plan, stateDict, bounds, pairs, cal, held, useGptq));
+  return variants.map((v) => residualVariant(plan, stateDict, bounds, pairs, cal, held, v.gptq, v.structure));
 }
 
 /**
@@ -202,7 +213,7 @@ export async function calibrateResiduals(
  * earlier layers, their corrections included). One capture per block and split instead of one for all.
  */
 export async function calibrateResidualsSequential(
-  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: boolean,
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: boolean, structure: number,
   moments: (sites: QuantSite[], set: 'calibration' | 'heldOut', stateDict: StateDict) => Promise<Map<string, LinearMoments>>,
   onBlock?: (done: number, total: number) => void,
 ): Promise<SrcVariant> {
@@ -218,16 +229,17 @@ export async function calibrateResidualsSequential(
     const inputs = group.map((p) => p.input);
     const cal = await moments(inputs, 'calibration', sd);
     const held = await moments(inputs, 'heldOut', sd);
-    const v = residualVariant(plan, sd, bounds, group, cal, held, gptq);
+    const v = residualVariant(plan, sd, bounds, group, cal, held, gptq, structure);
     sd = v.stateDict;
     decisions.push(...v.decisions);
     onBlock?.(i + 1, blocks.size);
   }
-  return { gptq, stateDict: sd, decisions };
+  return { gptq, structure, stateDict: sd, decisions };
 }
 
 function residualVariant(
   plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, pairs: LinearPair[], cal: Map<string, LinearMoments>, held: Map<string, LinearMoments>, gptq: boolean,
+  structure: number,
 ): SrcVariant {
   const sd: StateDict = new Map(stateDict);
   const decisions = pairs.map(({ input, weight }) => {
@@ -240,7 +252,7 @@ function residualVariant(
     const values = siteWeight(weight, sd);
     const w = Float64Array.from({ length: rows * k }, (_, i) => (i % k < n ? values[Math.floor(i / k) * n + (i % k)] : bias![Math.floor(i / k)]));
     const heldOut = held.get(input.id)!.rows > 0 ? held.get(input.id)! : cal.get(input.id)!;
-    const d = solveLinear(w, rows, gramsOf(cal.get(input.id)!, !!bias), gramsOf(heldOut, !!bias), bounds.get(weight.id)!, plan.spec(weight), gptq, n);
+    const d = solveLinear(w, rows, gramsOf(cal.get(input.id)!, !!bias, structure), gramsOf(heldOut, !!bias, structure), bounds.get(weight.id)!, plan.spec(weight), gptq, n);
     if (d.choice !== 'keep') {
       const write = (key: string, offset: number, column: (r: number, j: number) => number, width: number) => {
         const t = sd.get(key)!;
@@ -253,5 +265,5 @@ function residualVariant(
     }
     return { ...d, site: weight.id };
   });
-  return { gptq, stateDict: sd, decisions };
+  return { gptq, structure, stateDict: sd, decisions };
 }

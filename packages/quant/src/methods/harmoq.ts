@@ -2,7 +2,8 @@
  * HarmoQ: HSO (harmonized per-channel scales, closed form, absorbed into the float model; ../harmoq/hso.ts),
  * DOBI bounds on the scaled model, ABR (bounds re-fitted round by round on the quantized model's own
  * distributions, held-out stopping; ../harmoq/abr.ts), then SRC (each Linear's weight re-solved against its
- * quantized input, ridge + GPTQ rounding, held-out choices; ../harmoq/src.ts). Each stage switches off on its own
+ * quantized input, output error plus its Laplacian (structure) part, ridge + GPTQ rounding, held-out choices;
+ * ../harmoq/src.ts). Each stage switches off on its own
  * (`--set hso=false`, `src=false`, `abr=false`; or `options.hso=false`); all three off is DOBI. Optionally
  * (`dqc=true`) 2DQuant's bound distillation runs between ABR and SRC with 2DQuant's own budget (docs/harmoq.md).
  * Paper: Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution",
@@ -62,6 +63,12 @@ export interface HarmoqOptions extends Record<string, unknown> {
    * variant, per `gptq`).
    */
   srcInputs: 'float' | 'quantized' | 'sequential';
+  /**
+   * SRC's structure weight β: each Linear is also solved with the objective E‖e‖² + β E‖L e‖² (L a Laplacian over
+   * the token grid, the high-pass part of the output error; docs/harmoq.md), next to β = 0; the whole-model
+   * held-out check chooses. 0: the output error only.
+   */
+  structure: number;
 }
 
 /** Mean squared difference on the held-out patches between `stateDict` fake-quantized with `bounds` and the original float model. */
@@ -88,7 +95,7 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
   paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
   summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
   defaults: {
-    src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100, srcInputs: 'float',
+    src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100, srcInputs: 'float', structure: 1,
     dqc: false, iterations: twoDQuant.defaults.iterations, batch: twoDQuant.defaults.batch, crop: twoDQuant.defaults.crop,
   },
   presets: { quick: budget('quick'), paper: budget('paper') },
@@ -96,11 +103,12 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
     src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), abrPatches: z.number().int().min(1), gptq: z.boolean(),
     steps: z.number().int().min(1).max(10000), srcInputs: z.enum(['float', 'quantized', 'sequential']),
     dqc: z.boolean(), iterations: z.number().int().min(0), batch: z.number().int().min(1), crop: z.number().int().min(0),
+    structure: z.number().min(0).max(1e6),
   }),
   async calibrate(ctx, opts) {
     const { plan, threads } = ctx;
-    const moments = (stateDict: CalibrationContext['stateDict'], bounds: BoundsMap | null) =>
-      (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration') => linearInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads);
+    const moments = (stateDict: CalibrationContext['stateDict'], bounds: BoundsMap | null, structure = false) =>
+      (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration') => linearInputMoments(plan, stateDict, ctx.data[set], sites, bounds, threads, structure);
     const started = Date.now();
     const note = (stage: string, text: string) => ctx.progress({ stage, step: 1, total: 1, note: `${text} (at ${((Date.now() - started) / 1000).toFixed(1)} s)` });
 
@@ -139,22 +147,24 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
     if (opts.src) {
       // The float model before SRC is the target; `corrected` is the quantized model's weights (sequential SRC).
       const target = stateDict;
+      const structure = opts.structure > 0;
       const quantizedMoments = (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration', corrected = target) =>
-        quantizedInputMoments(plan, target, ctx.data[set], sites, bounds, threads, corrected);
+        quantizedInputMoments(plan, target, ctx.data[set], sites, bounds, threads, corrected, structure);
+      const solves = (opts.gptq ? [true, false] : [false]).flatMap((gptq) => [0, ...(structure ? [opts.structure] : [])].map((beta) => ({ gptq, structure: beta })));
       const variants = opts.srcInputs === 'sequential'
-        ? [await calibrateResidualsSequential(plan, target, bounds, opts.gptq, quantizedMoments,
+        ? [await calibrateResidualsSequential(plan, target, bounds, opts.gptq, opts.structure, quantizedMoments,
           (done, total) => ctx.progress({ stage: 'src', step: done, total, note: 'blocks' }))]
-        : await calibrateResiduals(plan, target, bounds, opts.gptq ? [true, false] : [false],
-          opts.srcInputs === 'quantized' ? quantizedMoments : moments(target, bounds));
+        : await calibrateResiduals(plan, target, bounds, solves, opts.srcInputs === 'quantized' ? quantizedMoments : moments(target, bounds, structure));
+      const nameOf = (v: { gptq: boolean; structure: number }) => `${v.gptq ? 'gptq' : 'ridge'}${v.structure > 0 ? `+L${v.structure}` : ''}`;
       if (!hasHeldOut) stateDict = variants[0].stateDict;
       else {
         // Per-layer choices are local; the whole model on the held-out patches decides whether (and which) SRC is kept.
-        const scored = [{ name: 'none', sd: stateDict }, ...variants.map((v) => ({ name: v.gptq ? 'gptq' : 'ridge', sd: v.stateDict }))];
+        const scored = [{ name: 'none', sd: stateDict }, ...variants.map((v) => ({ name: nameOf(v), sd: v.stateDict }))];
         const errors: number[] = [];
         for (const c of scored) errors.push(await heldOutError(ctx, c.sd, bounds));
         const best = errors.indexOf(Math.min(...errors));
         stateDict = scored[best].sd;
-        const counts = variants.map((v) => `${v.gptq ? 'gptq' : 'ridge'} ${v.decisions.filter((d) => d.choice !== 'keep').length}/${v.decisions.length}`).join(', ');
+        const counts = variants.map((v) => `${nameOf(v)} ${v.decisions.filter((d) => d.choice !== 'keep').length}/${v.decisions.length}`).join(', ');
         note('src', `Linears changed: ${counts}; held-out output MSE ${scored.map((c, i) => `${c.name} ${errors[i].toExponential(4)}`).join(', ')}: ${scored[best].name} kept`);
       }
     }
