@@ -48,8 +48,9 @@ export interface HarmoqOptions extends Record<string, unknown> {
   /** DOBI candidates (initial bounds and ABR's search). */
   steps: number;
   /**
-   * Bound distillation after ABR: 2DQuant's DQC (../dqc.ts, its loss, optimizer and settings) on the harmonized
-   * model, kept only when it lowers the held-out output error. `iterations` x `batch` x `crop` is the budget,
+   * Bound distillation after ABR: 2DQuant's DQC (../dqc.ts, its loss, optimizer and settings) from ABR's bounds on
+   * the harmonized model, kept only when it lowers the held-out output error (run before ABR it did harm; measured
+   * in docs/harmoq.md). `iterations` x `batch` x `crop` is the budget,
    * per preset the same as `2dquant`'s, so the two spend the same gradient steps.
    */
   dqc: boolean;
