@@ -102,7 +102,9 @@ function gitCommit(): { sha: string | null; dirty: boolean | null } {
   try {
     const head = git(['rev-parse', 'HEAD']);
     if (head.status !== 0) return { sha: null, dirty: null };
-    const status = git(['status', '--porcelain', '--untracked-files=no']);
+    // Dirty means the code differs from the commit: results/ and the README table that `harmoq tables` refills
+    // change while a grid runs and say nothing about the code that computed it.
+    const status = git(['status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)results', ':(exclude)README.md']);
     return { sha: head.stdout.trim(), dirty: status.status === 0 ? status.stdout.trim() !== '' : null };
   } catch {
     return { sha: null, dirty: null };
