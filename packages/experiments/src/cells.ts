@@ -100,9 +100,21 @@ export function methodSource(name: string, root: string = repoRoot()): string {
   return `${QUANT_SRC}/methods/${files[0]}`;
 }
 
-function quantCode(entries: readonly string[]): CodeVersion {
-  const files = importClosure([...QUANT_ENTRIES, ...entries], { cut: [QUANT_REGISTRY], wholePackages: FLOAT_CODE });
-  return codeVersion(FLOAT_CODE, [...EXECUTOR, 'packages/quant/package.json', ...files]);
+const quantCodes = new Map<string, CodeVersion>();
+
+/**
+ * The code version of a calibration running `method`, or of a quantized eval (null); memoized per process like
+ * codeVersion, since a grid asks once per cell and the closure reads every file it follows.
+ */
+function quantCode(method: string | null): CodeVersion {
+  let code = quantCodes.get(method ?? '');
+  if (!code) {
+    const entries = [...QUANT_ENTRIES, ...(method === null ? [] : [methodSource(method)])];
+    const files = importClosure(entries, { cut: [QUANT_REGISTRY], wholePackages: FLOAT_CODE });
+    code = codeVersion(FLOAT_CODE, [...EXECUTOR, 'packages/quant/package.json', ...files]);
+    quantCodes.set(method ?? '', code);
+  }
+  return code;
 }
 
 /** The key: kind prefix plus 24 hex digits (96 bits) of sha256 over everything that decides the result. */
@@ -140,7 +152,7 @@ export function calibrateCell(input: CalibrateCellInput): Cell {
     checkpoint: fileSha256(input.checkpointPath),
     calibration: filesDigest(calibrationRoot, listCalibration(input.dataDir)),
   };
-  const code = quantCode([methodSource(request.method)]);
+  const code = quantCode(request.method);
   const bits = bitsLabel(request.wbits, request.abits);
   return {
     key: cellKey({ kind: 'calibrate', config, inputs, code, deps: [] }),
@@ -217,7 +229,7 @@ export function evalCell(input: EvalCellInput): Cell {
     ...(input.probe ? { probe: input.probe } : {}),
   };
   const inputs = { checkpoint: fileSha256(input.checkpointPath), dataset: datasetDigest(input.dataDir, input.dataset, input.scale) };
-  const code = quant ? quantCode([]) : codeVersion(FLOAT_CODE, EXECUTOR);
+  const code = quant ? quantCode(null) : codeVersion(FLOAT_CODE, EXECUTOR);
   const deps = quant ? [quant.key] : [];
   const axes: Record<string, string> = quant
     ? { ...quant.axes, dataset: input.dataset, ...input.axes }

@@ -11,7 +11,7 @@ import { calibrateCell, evalCell, type Cell } from '../cells';
 import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { CellStore } from '../store';
 import {
-  byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD,
+  byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD, STAND_IN,
 } from './baselines';
 
 export const ASYMMETRY_SETTINGS = ['weights', 'activations', 'both'] as const;
@@ -200,8 +200,7 @@ export const asymmetry = defineExperiment<AsymmetryConfig>({
   defaults: (preset) => ({
     preset,
     seed: DEFAULT_SEED,
-    arch: 'swinir-light',
-    checkpoint: 'weights/house/swinir_light_x{scale}_house.pth',
+    ...STAND_IN,
     methods: ['minmax', 'dobi'],
     bits: [2, 3, 4, 6, 8],
     settings: [...ASYMMETRY_SETTINGS],

@@ -15,7 +15,9 @@ import { ExperimentError } from '../errors';
 import { defineExperiment, writeRowsFiles, GRID_PRESETS, type AggregateContext, type GridContext } from '../grid';
 
 const DATASETS = Object.keys(BENCHMARKS) as [string, ...string[]];
-const BITS = SUPPORTED_BITS.flatMap((w) => SUPPORTED_BITS.map((a) => bitsLabel(w, a))) as [string, ...string[]];
+/** Every `W<w>A<a>` label the quantizers support, and a non-empty list of them (a grid's `bits`). */
+export const BITS = SUPPORTED_BITS.flatMap((w) => SUPPORTED_BITS.map((a) => bitsLabel(w, a))) as [string, ...string[]];
+export const BITS_FIELD = z.array(z.enum(BITS)).min(1);
 
 /** Scales the stand-in checkpoints and SwinIR configs support. */
 const SCALES = [2, 3, 4, 8];
@@ -28,6 +30,8 @@ export const MODEL_FIELDS = {
   /** Checkpoint per scale: `{scale}` is replaced; relative paths are relative to the data folder. */
   checkpoint: z.string().includes('{scale}', { message: "must contain '{scale}'" }),
 };
+/** The model every grid runs by default: the bundled SwinIR-light stand-ins, one checkpoint per scale. */
+export const STAND_IN = { arch: 'swinir-light', checkpoint: 'weights/house/swinir_light_x{scale}_house.pth' } as const;
 export const METHOD_FIELD = z.enum(METHOD_NAMES as unknown as [string, ...string[]]);
 export const SCALES_FIELD = z.array(z.number().int().refine((s) => SCALES.includes(s), { message: `scale must be one of ${SCALES.join(', ')}` })).min(1);
 export const DATASETS_FIELD = z.array(z.enum(DATASETS)).min(1);
@@ -42,14 +46,15 @@ export const baselinesSchema = z.strictObject({
   /** Include the float model's row. */
   fp: z.boolean(),
   methods: z.array(METHOD_FIELD).min(1),
-  bits: z.array(z.enum(BITS)).min(1),
+  bits: BITS_FIELD,
   scales: SCALES_FIELD,
   datasets: DATASETS_FIELD,
   quant: QUANT_FIELD,
 });
 export type BaselinesConfig = z.infer<typeof baselinesSchema>;
 
-function parseBits(label: string): { wbits: number; abits: number } {
+/** The bit widths of a BITS label. */
+export function parseBits(label: string): { wbits: number; abits: number } {
   const m = /^W(\d+)A(\d+)$/.exec(label)!;
   return { wbits: Number(m[1]), abits: Number(m[2]) };
 }
@@ -209,8 +214,7 @@ export const baselines = defineExperiment<BaselinesConfig>({
   defaults: (preset) => ({
     preset,
     seed: DEFAULT_SEED,
-    arch: 'swinir-light',
-    checkpoint: 'weights/house/swinir_light_x{scale}_house.pth',
+    ...STAND_IN,
     fp: true,
     methods: [...METHOD_NAMES],
     bits: ['W4A4', 'W3A3', 'W2A2'],

@@ -9,14 +9,14 @@
  */
 import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
-import { DEFAULT_SEED, SUPPORTED_BITS, type QuantizeRequest } from '@harmoq/quant';
-import { bitsLabel, calibrateCell, evalCell, type Cell } from '../cells';
+import { DEFAULT_SEED, type QuantizeRequest } from '@harmoq/quant';
+import { calibrateCell, evalCell, type Cell } from '../cells';
 import { ExperimentError } from '../errors';
 import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { CellStore } from '../store';
 import { storedValues, type StoredValues } from '../entries';
 import {
-  byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD,
+  BITS_FIELD, byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, MODEL_FIELDS, parseBits, QUANT_FIELD, SCALES_FIELD, STAND_IN,
 } from './baselines';
 
 /** HarmoQ's stages in the order it runs them. */
@@ -61,12 +61,11 @@ export const LEAVE_ONE_OUT: readonly { variant: ComponentVariant; without: Stage
  */
 export const WHOLE_METHOD_VARIANTS: readonly ComponentVariant[] = ['2dquant', 'dobi', 'hso+abr+src'];
 
-const BITS = SUPPORTED_BITS.flatMap((w) => SUPPORTED_BITS.map((a) => bitsLabel(w, a))) as [string, ...string[]];
 
 export const componentsSchema = z.strictObject({
   ...MODEL_FIELDS,
   variants: z.array(z.enum(VARIANT_NAMES)).min(1),
-  bits: z.array(z.enum(BITS)).min(1),
+  bits: BITS_FIELD,
   scales: SCALES_FIELD,
   datasets: DATASETS_FIELD,
   /** Calibration overrides as in `baselines`; the stage switches `harmoq.{hso,abr,src}` belong to the variants. */
@@ -98,7 +97,7 @@ function cells(config: ComponentsConfig, ctx: GridContext): Cell[] {
   for (const scale of [...new Set(config.scales)].sort((a, b) => b - a)) {
     const model = { arch: config.arch, scale, checkpointPath: checkpointFor(config, scale, ctx.dataDir), dataDir: ctx.dataDir };
     const calibrations = variants.flatMap((variant) => [...new Set(config.bits)].map((bits): Cell => {
-      const [wbits, abits] = bits.slice(1).split('A').map(Number); // a BITS label: W<w>A<a>
+      const { wbits, abits } = parseBits(bits);
       const cal = calibrateCell({ ...model, request: variantRequest(config, variant, wbits, abits) });
       const label = COMPONENT_VARIANTS[variant].method === 'harmoq' ? `${cal.label} ${variant}` : cal.label;
       return { ...cal, label, axes: { ...cal.axes, variant } };
@@ -230,8 +229,7 @@ export const components = defineExperiment<ComponentsConfig>({
   defaults: (preset) => ({
     preset,
     seed: DEFAULT_SEED,
-    arch: 'swinir-light',
-    checkpoint: 'weights/house/swinir_light_x{scale}_house.pth',
+    ...STAND_IN,
     // Run order: cheapest calibrations first (DOBI, then the HarmoQ variants, 2DQuant's distillation last).
     variants: ['dobi', 'hso', 'hso+abr', 'hso+abr+src', 'abr+src', 'hso+src', '2dquant'],
     bits: ['W4A4', 'W3A3', 'W2A2'],

@@ -13,16 +13,16 @@
  */
 import { stringify } from 'csv-stringify/sync';
 import { z } from 'zod';
-import { DEFAULT_SEED, SUPPORTED_BITS, type QuantizeRequest } from '@harmoq/quant';
-import { bitsLabel, calibrateCell, evalCell, type Cell } from '../cells';
+import { DEFAULT_SEED, type QuantizeRequest } from '@harmoq/quant';
+import { calibrateCell, evalCell, type Cell } from '../cells';
 import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { CellStore } from '../store';
 import { storedValues, type StoredValues } from '../entries';
 import {
-  byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD,
+  BITS, BITS_FIELD, byCost, calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, parseBits, QUANT_FIELD,
+  SCALES_FIELD, STAND_IN,
 } from './baselines';
 
-const BITS = SUPPORTED_BITS.flatMap((w) => SUPPORTED_BITS.map((a) => bitsLabel(w, a))) as [string, ...string[]];
 const SEED = MODEL_FIELDS.seed;
 
 export const headlineSchema = z.strictObject({
@@ -32,7 +32,7 @@ export const headlineSchema = z.strictObject({
   seeds: z.array(SEED).min(1).refine((s) => new Set(s).size === s.length, { message: 'seeds must be distinct' }),
   baseline: METHOD_FIELD,
   challenger: METHOD_FIELD,
-  bits: z.array(z.enum(BITS)).min(1),
+  bits: BITS_FIELD,
   scales: SCALES_FIELD,
   datasets: DATASETS_FIELD,
   /** The claim at one setting: the challenger's mean PSNR-Y gain over the baseline reaches `psnr_y` dB. */
@@ -40,11 +40,6 @@ export const headlineSchema = z.strictObject({
   quant: QUANT_FIELD,
 }).refine((c) => c.baseline !== c.challenger, { message: 'baseline and challenger must be different methods', path: ['challenger'] });
 export type HeadlineConfig = z.infer<typeof headlineSchema>;
-
-function parseBits(label: string): [number, number] {
-  const [w, a] = label.slice(1).split('A').map(Number); // a BITS label: W<w>A<a>
-  return [w, a];
-}
 
 function cells(config: HeadlineConfig, ctx: GridContext): Cell[] {
   const out: Cell[] = [];
@@ -55,21 +50,19 @@ function cells(config: HeadlineConfig, ctx: GridContext): Cell[] {
   const datasets = byCost(config.datasets).sort((a, b) => Number(b === config.target.dataset) - Number(a === config.target.dataset));
   for (const scale of [...new Set(config.scales)].sort((a, b) => b - a)) {
     const model = { arch: config.arch, scale, checkpointPath: checkpointFor(config, scale, ctx.dataDir), dataDir: ctx.dataDir };
+    const calibrations = bits.flatMap((b) => config.seeds.flatMap((seed) => methods.map((method): Cell => {
+      const { wbits, abits } = parseBits(b);
+      const cal = calibrateCell({ ...model, request: calibrationRequest({ ...config, seed }, method, wbits, abits) });
+      return { ...cal, label: `${cal.label} seed ${seed}`, axes: { ...cal.axes, seed: String(seed) } };
+    })));
     const emitted = new Set<string>();
     for (const dataset of datasets) {
-      for (const b of bits) {
-        const [wbits, abits] = parseBits(b);
-        for (const seed of config.seeds) {
-          for (const method of methods) {
-            const cal = calibrateCell({ ...model, request: calibrationRequest({ ...config, seed }, method, wbits, abits) });
-            const seeded = { ...cal, label: `${cal.label} seed ${seed}`, axes: { ...cal.axes, seed: String(seed) } };
-            if (!emitted.has(cal.key)) {
-              emitted.add(cal.key);
-              out.push(seeded);
-            }
-            out.push(evalCell({ ...model, dataset, quant: seeded, axes: { seed: String(seed) } }));
-          }
+      for (const cal of calibrations) {
+        if (!emitted.has(cal.key)) {
+          emitted.add(cal.key);
+          out.push(cal);
         }
+        out.push(evalCell({ ...model, dataset, quant: cal, axes: { seed: cal.axes.seed } }));
       }
     }
   }
@@ -248,8 +241,7 @@ export const headline = defineExperiment<HeadlineConfig>({
   schema: headlineSchema,
   defaults: (preset) => ({
     preset,
-    arch: 'swinir-light',
-    checkpoint: 'weights/house/swinir_light_x{scale}_house.pth',
+    ...STAND_IN,
     seeds: [DEFAULT_SEED, DEFAULT_SEED + 1, DEFAULT_SEED + 2],
     baseline: '2dquant',
     challenger: 'harmoq',

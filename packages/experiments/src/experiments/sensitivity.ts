@@ -17,7 +17,7 @@ import { calibrateCell, evalCell, type Cell, type ProbeSpec } from '../cells';
 import { defineExperiment, writeRowsFiles, type AggregateContext, type GridContext } from '../grid';
 import type { ProbeResult } from '../probe';
 import type { CellStore } from '../store';
-import { calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD } from './baselines';
+import { calibrationRequest, checkpointFor, DATASETS_FIELD, METHOD_FIELD, MODEL_FIELDS, QUANT_FIELD, SCALES_FIELD, STAND_IN } from './baselines';
 
 const ROLES = ['weight', 'activation'] as const;
 
@@ -190,8 +190,7 @@ export const sensitivity = defineExperiment<SensitivityConfig>({
   defaults: (preset) => ({
     preset,
     seed: DEFAULT_SEED,
-    arch: 'swinir-light',
-    checkpoint: 'weights/house/swinir_light_x{scale}_house.pth',
+    ...STAND_IN,
     method: 'minmax',
     bits: [2, 4],
     roles: [...ROLES],

@@ -8,15 +8,13 @@
  */
 import * as path from 'node:path';
 import {
-  componentRows, INCREMENTAL, LEAVE_ONE_OUT, type ComponentRow, type ComponentsRowsFile, type ComponentVariant, type Stage,
+  componentRows, INCREMENTAL, LEAVE_ONE_OUT, type ComponentEntry, type ComponentRow, type ComponentsRowsFile, type ComponentVariant, type Stage,
 } from '../experiments/components';
 import { PALETTE, type LineChart } from '../figures/charts';
 import type { NamedChart } from '../figures/curves';
-import { CellStore } from '../store';
-import { refreshEntry } from '../entries';
 import { cell, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { orderBits } from './source';
-import { readRowsFile } from './studies';
+import { readRefreshedRows } from './studies';
 import { ARCH_LABELS, rankColumn } from './table';
 
 export interface ComponentsSource {
@@ -26,11 +24,8 @@ export interface ComponentsSource {
 }
 
 export function loadComponents(resultsDir: string): ComponentsSource | null {
-  const file = readRowsFile<ComponentsRowsFile>(resultsDir, 'components');
-  if (!file) return null;
-  const store = new CellStore(resultsDir);
-  const refreshed = file.entries.map((e) => refreshEntry(e, store));
-  return { origin: path.join('components', 'components.json'), config: file.config, rows: componentRows(refreshed, file.config.bits) };
+  const read = readRefreshedRows<ComponentEntry, ComponentsRowsFile>(resultsDir, 'components');
+  return read && { origin: read.origin, config: read.file.config, rows: componentRows(read.entries, read.file.config.bits) };
 }
 
 const STAGE_LABELS: Record<Stage, string> = { hso: 'HSO', abr: 'ABR', src: 'SRC' };

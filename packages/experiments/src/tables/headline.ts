@@ -7,12 +7,10 @@
  * every row held to a claim, the gain it needs, the gain measured, and whether it is met.
  */
 import * as path from 'node:path';
-import { headlineRows, type HeadlineRow, type HeadlineRowsFile, type Spread } from '../experiments/harmoq';
-import { CellStore } from '../store';
-import { refreshEntry } from '../entries';
+import { headlineRows, type HeadlineEntry, type HeadlineRow, type HeadlineRowsFile, type Spread } from '../experiments/harmoq';
 import { cell, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { orderBits } from './source';
-import { readRowsFile } from './studies';
+import { readRefreshedRows } from './studies';
 import { ARCH_LABELS } from './table';
 
 export interface HeadlineSource {
@@ -23,11 +21,8 @@ export interface HeadlineSource {
 }
 
 export function loadHeadline(resultsDir: string): HeadlineSource | null {
-  const file = readRowsFile<HeadlineRowsFile>(resultsDir, 'harmoq');
-  if (!file) return null;
-  const store = new CellStore(resultsDir);
-  const refreshed = file.entries.map((e) => refreshEntry(e, store));
-  return { origin: path.join('harmoq', 'harmoq.json'), config: file.config, rows: headlineRows(refreshed, file.config), budgets: file.budgets };
+  const read = readRefreshedRows<HeadlineEntry, HeadlineRowsFile>(resultsDir, 'harmoq');
+  return read && { origin: read.origin, config: read.file.config, rows: headlineRows(read.entries, read.file.config), budgets: read.file.budgets };
 }
 
 const METHOD_LABELS: Record<string, string> = { '2dquant': '2DQuant', harmoq: 'HarmoQ' };

@@ -15,6 +15,7 @@ import { PALETTE, type LineChart } from '../figures/charts';
 import type { NamedChart } from '../figures/curves';
 import { asymmetryCharts } from '../figures/hooks';
 import { CellStore } from '../store';
+import { refreshEntry, type StoredValues } from '../entries';
 import { cell, fixed, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { ARCH_LABELS, methodLabel } from './table';
 
@@ -22,6 +23,19 @@ import { ARCH_LABELS, methodLabel } from './table';
 export function readRowsFile<T>(resultsDir: string, experiment: string): T | null {
   const file = path.join(resultsDir, experiment, `${experiment}.json`);
   return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')) as T) : null;
+}
+
+/**
+ * A rows file whose entries name their cells (components, harmoq), each entry refreshed from its cell's stored
+ * result, and where it came from relative to the results folder; null when the experiment has not written one.
+ */
+export function readRefreshedRows<E extends StoredValues, F extends { entries: E[] }>(
+  resultsDir: string, experiment: string,
+): { file: F; entries: E[]; origin: string } | null {
+  const file = readRowsFile<F>(resultsDir, experiment);
+  if (!file) return null;
+  const store = new CellStore(resultsDir);
+  return { file, entries: file.entries.map((e) => refreshEntry(e, store)), origin: path.join(experiment, `${experiment}.json`) };
 }
 
 /** Just enough of a Cell for the store to find its result. */
