@@ -190,13 +190,16 @@ function fromCells(resultsDir: string): BaselinesSource | null {
   }
   const cals = new Map(records.filter((r) => r.config.kind === 'calibrate').map((r) => [r.key, r]));
   // Only plain evals of a baselines-like grid: not the asymmetry study's or the sensitivity probes (they carry a setting or role axis),
-  // nor the component ablation's partial HarmoQ variants (its whole-method variants are the baselines grid's own cells).
+  // nor the headline comparison's seeded runs (a seed axis), nor the component ablation's partial HarmoQ variants (its
+  // whole-method variants are the baselines grid's own cells).
   const evals = records.filter((r) => r.config.kind === 'eval' && r.axes.method !== undefined && r.axes.dataset !== undefined &&
-    r.axes.setting === undefined && r.axes.role === undefined &&
+    r.axes.setting === undefined && r.axes.role === undefined && r.axes.seed === undefined &&
     (r.axes.variant === undefined || (WHOLE_METHOD_VARIANTS as readonly string[]).includes(r.axes.variant)));
   if (evals.length === 0) return null;
-  const preset = single('preset', [...cals.values()].map((c) => c.config.request!.preset));
-  const seed = single('seed', [...cals.values()].map((c) => c.config.request!.seed));
+  // The preset and seed of the calibrations these evals use, not of every calibration in the folder (other studies' too).
+  const used = evals.flatMap((e) => (e.config.quant && cals.has(e.config.quant) ? [cals.get(e.config.quant)!] : []));
+  const preset = single('preset', used.map((c) => c.config.request!.preset));
+  const seed = single('seed', used.map((c) => c.config.request!.seed));
   const arch = single('arch', evals.map((e) => e.config.arch))!;
   const scales = [...new Set(evals.map((e) => e.config.scale))].sort((a, b) => a - b);
   const checkpoints = Object.fromEntries(scales.map((s) => [s, single(`x${s} checkpoint`, evals.filter((e) => e.config.scale === s).map((e) => e.config.checkpoint))!]));

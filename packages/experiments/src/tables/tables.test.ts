@@ -228,6 +228,13 @@ describe('where the rows come from', () => {
     expect(source.rows.map((r) => `${r.method} ${r.bits} ${r.datasets.Set5.psnr_y}`)).toEqual(['fp FP 30', 'minmax W4A4 29']);
     expect(source.rows[1].calibration).toEqual({ cell: cal, status: 'done', seconds: 3 });
 
+    // Another study's cells in the same folder (the headline comparison's seeded runs, with their own calibration
+    // of another seed) are not baselines cells and do not make the seed ambiguous.
+    const seeded = key('cal');
+    cell(seeded, { scale: '4', method: 'minmax', bits: 'W4A4', seed: '8' }, { kind: 'calibrate', ...base, request: { preset: 'quick', seed: 8 } }, ['qparams.json', { seconds: 4 }]);
+    cell(key('eval'), { scale: '4', method: 'minmax', bits: 'W4A4', dataset: 'Set5', seed: '8' }, { kind: 'eval', ...base, quant: seeded }, ['metrics.json', { psnr_y: 27, ssim_y: 0.7, psnr: 26, ssim: 0.69, seconds: 1 }]);
+    expect(loadBaselines(resultsDir)).toMatchObject({ seed: 7, rows: [{ method: 'fp' }, { method: 'minmax', datasets: { Set5: { psnr_y: 29 } } }] });
+
     const twin = key('eval');
     cell(twin, { scale: '4', method: 'minmax', bits: 'W4A4', dataset: 'Set5' }, { kind: 'eval', ...base, quant: cal }, ['metrics.json', { psnr_y: 28, ssim_y: 0.7, psnr: 28, ssim: 0.69, seconds: 1 }]);
     expect(() => loadBaselines(resultsDir)).toThrow(new RegExp(`cells eval-\\w+ and ${twin} both hold x4 minmax W4A4 on Set5`));
