@@ -31,6 +31,14 @@ function stageProgress(): { update: (u: ProgressUpdate) => void; stop: () => voi
   let stage = '';
   return {
     update(u) {
+      // A one-step update with a note is a stage's summary: printed whole (a bar line is cut at the terminal width).
+      if (u.total === 1 && u.step === 1 && u.note) {
+        bar?.stop();
+        bar = undefined;
+        stage = '';
+        process.stderr.write(`${u.stage.padEnd(11)} ${u.note}\n`);
+        return;
+      }
       if (u.stage !== stage) {
         bar?.stop();
         stage = u.stage;

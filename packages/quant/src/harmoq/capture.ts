@@ -12,7 +12,11 @@ import { onnxQuantSites, siteQuantNodes } from '../onnx';
 import type { BoundsMap, QuantPlan } from '../plan';
 import type { QuantSite } from '../sites';
 
-/** Sums over the tokens of one Linear input (row-major C x C matrices, float64). */
+/**
+ * Sums over the tokens of one Linear or Conv input (row-major n x n matrices, float64). A Conv's tokens are its
+ * im2col columns: one per output pixel, n = in_channels x kh x kw in the weight's own order (`convTokens`), so a
+ * Conv is the Linear W[out, n] on them and SRC solves both alike.
+ */
 export interface LinearMoments {
   channels: number;
   /** Tokens summed. */
@@ -51,6 +55,56 @@ export function structureTokens(g: GraphBuilder, x: string, n: number, ws: numbe
   return g.op('Reshape', [g.op('Transpose', [filtered], { perm: [0, 2, 3, 1] }), g.int64([-1, n])]);
 }
 
+/**
+ * A Conv input [batch, c, h, w] as im2col tokens [batch*h*w, c*k*k] (column c*k*k + kh*k + kw, PyTorch's weight
+ * order), zero-padded as the Conv pads: a grouped Conv with one-hot kernels unfolds, a transpose and reshape make
+ * rows. With `laplacian`, the unfolded maps are first filtered by LAPLACIAN (valid positions only).
+ */
+export function convTokens(g: GraphBuilder, x: string, c: number, k: number, laplacian = false): string {
+  const kk = k * k, p = (k - 1) / 2;
+  const eye = new Float32Array(c * kk * kk);
+  for (let ch = 0; ch < c; ch++) for (let t = 0; t < kk; t++) eye[(ch * kk + t) * kk + t] = 1;
+  let unfolded = g.op('Conv', [x, g.constant(eye, [c * kk, 1, k, k], 'harmoq_unfold')], { group: c, kernel_shape: [k, k], pads: [p, p, p, p] });
+  if (laplacian) {
+    const kernel = g.constant(Float32Array.from({ length: c * kk * 9 }, (_, i) => LAPLACIAN[i % 9]), [c * kk, 1, 3, 3], 'harmoq_laplacian');
+    unfolded = g.op('Conv', [unfolded, kernel], { group: c * kk, kernel_shape: [3, 3] });
+  }
+  return g.op('Reshape', [g.op('Transpose', [unfolded], { perm: [0, 2, 3, 1] }), g.int64([-1, c * kk])]);
+}
+
+/** The kernel side of a Conv input site, from its weight site's [out, in, kh, kw]. */
+function convKernel(plan: QuantPlan, site: QuantSite): number {
+  const weight = plan.sites.find((s) => s.kind === 'conv_weight' && s.module === site.module);
+  if (!weight?.shape) throw new Error(`conv input ${site.id} has no weight site in the plan`);
+  return weight.shape[2];
+}
+
+/** Width n of a site's moment tokens: in_features for a Linear, in_channels x kh x kw for a Conv. */
+export function momentWidth(plan: QuantPlan, site: QuantSite): number {
+  if (site.kind === 'conv_input') return site.channels * convKernel(plan, site) ** 2;
+  if (site.kind === 'linear_input') return site.channels;
+  throw new Error(`moments are of Linear and Conv inputs, not of ${site.kind} site ${site.id}`);
+}
+
+/** How one input site's tensor becomes moment tokens [rows, n], and its structure-filtered tokens (null: no structure). */
+interface TokenView {
+  n: number;
+  tokens: (t: string) => string;
+  filtered: ((t: string) => string) | null;
+}
+
+function tokenView(g: GraphBuilder, plan: QuantPlan, site: QuantSite, structure: boolean): TokenView {
+  const n = momentWidth(plan, site);
+  if (site.kind === 'linear_input') {
+    const ws = structure ? siteWindow(plan, site) : 0;
+    return { n, tokens: (t) => t, filtered: structure ? (t) => structureTokens(g, t, n, ws) : null };
+  }
+  const k = convKernel(plan, site);
+  return { n, tokens: (t) => convTokens(g, t, site.channels, k), filtered: structure ? (t) => convTokens(g, t, site.channels, k, true) : null };
+}
+
+const MOMENT_KINDS: readonly SiteInfo['kind'][] = ['linear_input', 'conv_input'];
+
 /** The window side of a block's Linear inputs, from its module path (`...blocks.{j}...`). */
 export function siteWindow(plan: QuantPlan, site: QuantSite): number {
   const j = /\.blocks\.(\d+)\./.exec(site.id);
@@ -80,10 +134,10 @@ export async function runPatches(
 
 const out = (site: string, what: string) => `harmoq:${site}:${what}`;
 
-function emptyMoments(sites: readonly QuantSite[], quantized: boolean, structure: boolean): Map<string, LinearMoments> {
+function emptyMoments(plan: QuantPlan, sites: readonly QuantSite[], quantized: boolean, structure: boolean): Map<string, LinearMoments> {
   const result = new Map<string, LinearMoments>();
   for (const s of sites) {
-    const n = s.channels;
+    const n = momentWidth(plan, s);
     const square = () => new Float64Array(n * n);
     result.set(s.id, {
       channels: n, rows: 0, gram: square(), min: new Float64Array(n).fill(Infinity), max: new Float64Array(n).fill(-Infinity),
@@ -100,44 +154,50 @@ function sitesByHook(sites: readonly QuantSite[]): Map<string, QuantSite[]> {
   return byHook;
 }
 
-/** xᵀ of the float input and, with structure moments, (Lx)ᵀ and the window side, for the cross terms. */
+/** xᵀ of the float input's tokens and, with structure moments, (Lx)ᵀ, for the cross terms. */
 interface Transposed {
   xt: string;
-  structure: { lxt: string; ws: number } | null;
+  lxt: string | null;
 }
 
-/** The in-graph reductions of the float input x of one hook site (Gram, min, max, sum; with `ws`, of Lx too). */
-function momentOutputs(g: GraphBuilder, site: string, x: string, n: number, ws: number | null): Transposed {
+/** The in-graph reductions of the float input `raw` of one hook site (token count, Gram, min, max, sum; of Lx too with `view.filtered`). */
+function momentOutputs(g: GraphBuilder, site: string, raw: string, view: TokenView): Transposed {
+  const { n } = view;
+  const x = view.tokens(raw);
   const xt = g.op('Transpose', [x], { perm: [1, 0] });
+  g.addOutput(g.op('Shape', [x]), 'int64', [2], out(site, 'shape'));
   g.addOutput(g.op('MatMul', [xt, x]), 'float32', [n, n], out(site, 'gram'));
   g.addOutput(g.op('ReduceMin', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'min'));
   g.addOutput(g.op('ReduceMax', [x], { axes: [0], keepdims: 0 }), 'float32', [n], out(site, 'max'));
   g.addOutput(g.op('ReduceSum', [x, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(site, 'sum'));
-  if (ws === null) return { xt, structure: null };
-  const lx = structureTokens(g, x, n, ws);
+  if (!view.filtered) return { xt, lxt: null };
+  const lx = view.filtered(raw);
   const lxt = g.op('Transpose', [lx], { perm: [1, 0] });
   g.addOutput(g.op('MatMul', [lxt, lx]), 'float32', [n, n], out(site, 'lgram'));
   g.addOutput(g.op('Shape', [lx]), 'int64', [2], out(site, 'lshape'));
-  return { xt, structure: { lxt, ws } };
+  return { xt, lxt };
 }
 
 /** Per site of the hook: Q(toQuantize) under the site's quantizer, its Gram, its sum, and the cross term with x (via xᵀ); the same of LQ. */
-function quantizedMomentOutputs(g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, list: readonly QuantSite[], toQuantize: string, t: Transposed, info: SiteInfo): void {
-  const n = list[0].channels;
+function quantizedMomentOutputs(
+  g: GraphBuilder, plan: QuantPlan, bounds: BoundsMap, list: readonly QuantSite[], toQuantize: string, t: Transposed, info: SiteInfo, view: TokenView,
+): void {
+  const { n } = view;
   const grams = (a: string, at: string, what: string, id: string) => {
     g.addOutput(g.op('MatMul', [g.op('Transpose', [a], { perm: [1, 0] }), a]), 'float32', [n, n], out(id, `${what}qgram`));
     g.addOutput(g.op('MatMul', [at, a]), 'float32', [n, n], out(id, `${what}cross`));
   };
   for (const s of list) {
-    const q = siteQuantNodes(g, toQuantize, bounds.get(s.id)!, plan.spec(s), info, `${s.id}.harmoq`);
+    const raw = siteQuantNodes(g, toQuantize, bounds.get(s.id)!, plan.spec(s), info, `${s.id}.harmoq`);
+    const q = view.tokens(raw);
     grams(q, t.xt, '', s.id);
     g.addOutput(g.op('ReduceSum', [q, g.int64([0])], { keepdims: 0 }), 'float32', [n], out(s.id, 'qsum'));
-    if (t.structure) grams(structureTokens(g, q, n, t.structure.ws), t.structure.lxt, 'l', s.id);
+    if (t.lxt && view.filtered) grams(view.filtered(raw), t.lxt, 'l', s.id);
   }
 }
 
 /** Adds one batch's reduced outputs to the moments (`rows`: tokens of the batch at a hook site). */
-function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, QuantSite[]>, outputs: ort.InferenceSession.OnnxValueMapType, rows: (hookSite: string) => number): void {
+function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, QuantSite[]>, outputs: ort.InferenceSession.OnnxValueMapType): void {
   const addTo = (target: Float64Array, source: ort.Tensor) => {
     const d = source.data as Float32Array;
     for (let i = 0; i < d.length; i++) target[i] += d[i];
@@ -146,7 +206,7 @@ function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, Quan
     const mn = outputs[out(hookSite, 'min')].data as Float32Array, mx = outputs[out(hookSite, 'max')].data as Float32Array;
     for (const s of list) {
       const m = result.get(s.id)!;
-      m.rows += rows(hookSite);
+      m.rows += Number((outputs[out(hookSite, 'shape')].data as BigInt64Array)[0]);
       addTo(m.gram, outputs[out(hookSite, 'gram')]);
       addTo(m.sum, outputs[out(hookSite, 'sum')]);
       for (let j = 0; j < m.channels; j++) {
@@ -171,7 +231,7 @@ function accumulate(result: Map<string, LinearMoments>, byHook: Map<string, Quan
 }
 
 /**
- * Moments of the float inputs of `sites` (Linear input sites) over `patches`, on the float model. With
+ * Moments of the float inputs of `sites` (Linear and Conv input sites) over `patches`, on the float model. With
  * `bounds`, each site's input quantizer is applied in the graph too (to the float input: the layer's own
  * quantization error, not its upstream's) for the quantized Gram and cross matrices. With `structure`, the same
  * of the Laplacian-filtered inputs (`LinearMoments.structure`). Keyed by site id.
@@ -181,18 +241,16 @@ export async function linearInputMoments(
   structure = false,
 ): Promise<Map<string, LinearMoments>> {
   const byHook = sitesByHook(sites);
-  const result = emptyMoments(sites, bounds !== null, structure);
+  const result = emptyMoments(plan, sites, bounds !== null, structure);
   const hook: SiteHook = (site, input, g, info) => {
     const list = byHook.get(site);
-    if (!list || info.kind !== 'linear_input') return input;
-    const t = momentOutputs(g, site, input, list[0].channels, structure ? siteWindow(plan, list[0]) : null);
-    g.addOutput(g.op('Shape', [input]), 'int64', [2], out(site, 'shape'));
-    if (bounds) quantizedMomentOutputs(g, plan, bounds, list, input, t, info);
+    if (!list || !MOMENT_KINDS.includes(info.kind)) return input;
+    const view = tokenView(g, plan, list[0], structure);
+    const t = momentOutputs(g, site, input, view);
+    if (bounds) quantizedMomentOutputs(g, plan, bounds, list, input, t, info, view);
     return input;
   };
-  await runPatches(plan, stateDict, patches, hook, threads, 8, (outputs) => {
-    accumulate(result, byHook, outputs, (hookSite) => Number((outputs[out(hookSite, 'shape')].data as BigInt64Array)[0]));
-  });
+  await runPatches(plan, stateDict, patches, hook, threads, 8, (outputs) => accumulate(result, byHook, outputs));
   return result;
 }
 
@@ -209,18 +267,20 @@ export async function quantizedInputMoments(
   quantizedStateDict: StateDict = stateDict, structure = false,
 ): Promise<Map<string, LinearMoments>> {
   const byHook = sitesByHook(sites);
-  const result = emptyMoments(sites, true, structure);
+  const result = emptyMoments(plan, sites, true, structure);
+  // A Linear input is [tokens, c], a Conv input [batch, c, h, w]; the quantized session takes it as it comes.
+  const dims = (info: SiteInfo, c: number) => (info.kind === 'conv_input' ? ['batch', c, 'height', 'width'] : ['tokens', c]);
   const floatHook: SiteHook = (site, input, g, info) => {
-    if (byHook.has(site) && info.kind === 'linear_input') g.addOutput(input, 'float32', [-1, byHook.get(site)![0].channels], out(site, 'x'));
+    if (byHook.has(site) && MOMENT_KINDS.includes(info.kind)) g.addOutput(input, 'float32', dims(info, byHook.get(site)![0].channels).map((d) => (typeof d === 'string' ? -1 : d)), out(site, 'x'));
     return input;
   };
   const quantHook = onnxQuantSites(plan, bounds, quantizedStateDict);
   const captureHook: SiteHook = (site, input, g, info) => {
     const list = byHook.get(site);
-    if (list && info.kind === 'linear_input') {
-      const n = list[0].channels;
-      const x = g.addInput(out(site, 'x'), 'float32', ['tokens', n]);
-      quantizedMomentOutputs(g, plan, bounds, list, input, momentOutputs(g, site, x, n, structure ? siteWindow(plan, list[0]) : null), info);
+    if (list && MOMENT_KINDS.includes(info.kind)) {
+      const view = tokenView(g, plan, list[0], structure);
+      const x = g.addInput(out(site, 'x'), 'float32', dims(info, list[0].channels));
+      quantizedMomentOutputs(g, plan, bounds, list, input, momentOutputs(g, site, x, view), info, view);
     }
     return quantHook(site, input, g, info);
   };
@@ -236,7 +296,7 @@ export async function quantizedInputMoments(
       const feeds: Record<string, ort.Tensor> = { input };
       for (const site of byHook.keys()) feeds[out(site, 'x')] = xs[out(site, 'x')] as ort.Tensor;
       const outputs = await quantSession.run(feeds);
-      accumulate(result, byHook, outputs, (hookSite) => xs[out(hookSite, 'x')].dims[0]);
+      accumulate(result, byHook, outputs);
       for (const t of [...Object.values(xs), ...Object.values(outputs)]) t.dispose?.();
     }
   } finally {

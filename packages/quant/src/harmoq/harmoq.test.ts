@@ -15,12 +15,14 @@ import { createCalibrationContext } from '../context';
 import { DEFAULT_QUANT_SETTINGS, makePlan, type BoundsMap, type QuantPlan } from '../plan';
 import { qparamsPlan, readQParams, writeQParams } from '../qparams';
 import { quantizeModel, quantizedEngineOptions } from '../quantize';
-import { fakeQuantize } from '../quantizer';
+import { fakeQuantize, type Bounds } from '../quantizer';
 import { tinyFixture } from '../testing/tiny-model';
 import { abrSegments, quantizedActivationStats, refineBounds, scaleRanges } from './abr';
-import { linearInputMoments, quantizedInputMoments, runPatches, siteWindow } from './capture';
+import { linearInputMoments, momentWidth, quantizedInputMoments, runPatches, siteWindow } from './capture';
 import { absorbScales, balanceProblem, closedFormScales, harmonize, harmonizedScales, modelledError, scaleGroups, type BalanceProblem } from './hso';
-import { gptqRound, gramsOf, outputError, ridgeWeights, roundToGrid, type Grams } from './src';
+import {
+  BOUND_QUANTILES, calibrateResiduals, gptqRound, gramsOf, linearPairs, outputError, ridgeWeights, roundToGrid, solveLinear, weightBoundCandidates, type Grams,
+} from './src';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-method-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -172,6 +174,34 @@ describe('SRC', () => {
     expect(outputError(w, gq, rows, g)).toBeLessThan(outputError(w, roundToGrid(v, rows, n, bounds, spec), rows, g));
   });
 
+  test('weight-grid search: candidates are weight quantiles (symmetric stays symmetric), and the chosen grid never loses on held-out', () => {
+    // One large weight (an identity-like tail) over a small bulk: an L2 fit of 4 levels is pulled to cover it.
+    const wo = Float64Array.from(w, (v, i) => (i === 0 ? 4 : 0.1 * v));
+    const calibrated = { lower: [-0.2], upper: [4] };
+    for (const symmetric of [false, true]) {
+      const spec = { bits: 2, form: 'real-offset' as const, symmetric, perChannel: false };
+      const grid = symmetric ? { lower: [-4], upper: [4] } : calibrated;
+      const candidates = weightBoundCandidates(wo, rows, n, n, grid, spec);
+      expect(candidates[0]).toBe(grid);
+      expect(candidates.length).toBe(1 + (symmetric ? BOUND_QUANTILES.upper.length : BOUND_QUANTILES.lower.length * BOUND_QUANTILES.upper.length));
+      const sorted = Array.from(wo).sort((a, b) => a - b);
+      for (const c of candidates.slice(1)) {
+        expect(c.upper[0]).toBeGreaterThan(c.lower[0]);
+        if (symmetric) expect(c.lower[0]).toBe(-c.upper[0]);
+        else expect(sorted).toContain(c.lower[0]);
+      }
+      const plain = solveLinear(wo, rows, g, g, grid, spec, true);
+      const searched = solveLinear(wo, rows, g, g, grid, spec, true, n, true);
+      expect(plain.bounds).toBe(grid);
+      expect(searched.after).toBeLessThanOrEqual(plain.after);
+      expect(searched.after).toBeLessThan(0.5 * plain.after); // here a grid that clips the outlier wins by far
+      expect(candidates).toContainEqual(searched.bounds);
+    }
+    // Per channel: one range per row.
+    const perRow = weightBoundCandidates(wo, rows, n, n, { lower: Array(rows).fill(-1), upper: Array(rows).fill(4) }, { bits: 2, form: 'real-offset', symmetric: false, perChannel: true });
+    expect(perRow.every((c) => c.lower.length === rows && c.upper.length === rows)).toBe(true);
+  });
+
   test('Gram capture in the graph equals the moments of the captured tensors', async () => {
     const site = plan.sites.find((s) => s.id.endsWith('blocks.0.mlp.fc1.input'))!;
     const bounds: BoundsMap = new Map([[site.id, { lower: [-1], upper: [1.5] }]]);
@@ -232,6 +262,69 @@ describe('SRC', () => {
     expect(weighted.h[0]).toBeCloseTo(plain.h[0] + (2 * qgram[0]) / rows, 6);
     expect(weighted.c[n]).toBe(plain.c[n]);
     expect(() => gramsOf({ ...m, structure: undefined }, true, 1)).toThrow(/structure weight 1 needs structure moments/);
+  });
+
+  test('Conv moments are of the im2col tokens (zero padding, weight order); SRC solves Convs like Linears', async () => {
+    const convPlan = makePlan(config, { ...DEFAULT_QUANT_SETTINGS, wbits: 2, abits: 2, sites: '2dquant+conv' });
+    const site = convPlan.sites.find((s) => s.id === 'layers.0.conv.input')!;
+    const c = site.channels, k = 3, n = c * k * k;
+    expect(momentWidth(convPlan, site)).toBe(n);
+    const b: Bounds = { lower: [-0.5], upper: [0.8] };
+    const bounds: BoundsMap = new Map([[site.id, b]]);
+    const m = (await linearInputMoments(convPlan, stateDict, data.calibration, [site], bounds, 1, true)).get(site.id)!;
+    const xs: { data: Float32Array; dims: readonly number[] }[] = [];
+    await runPatches(convPlan, stateDict, data.calibration, (name, input, g, info) => {
+      if (name === site.hookSite && info.kind === 'conv_input') g.addOutput(input, 'float32', [-1, c, -1, -1], 'raw');
+      return input;
+    }, 1, 8, (o) => { xs.push({ data: Float32Array.from(o.raw.data as Float32Array), dims: o.raw.dims }); });
+    const gram = new Float64Array(n * n), cross = new Float64Array(n * n), lgram = new Float64Array(n * n);
+    let rows = 0, lrows = 0;
+    for (const { data: x, dims } of xs) {
+      const [batch, , h, w] = dims;
+      const q = fakeQuantize(x, b, 2, plan.spec(site).form);
+      // im2col column ch*9 + di*3 + dj at pixel (i, j) is the input at (i + di - 1, j + dj - 1), 0 outside.
+      const col = (t: Float32Array, s: number, i: number, j: number) => Float64Array.from({ length: n }, (_, a) => {
+        const [ch, di, dj] = [Math.floor(a / 9), Math.floor((a % 9) / 3) - 1, (a % 3) - 1];
+        const [y, xx] = [i + di, j + dj];
+        return y < 0 || y >= h || xx < 0 || xx >= w ? 0 : t[((s * c + ch) * h + y) * w + xx];
+      });
+      for (let s = 0; s < batch; s++) {
+        const cols = Array.from({ length: h }, (_, i) => Array.from({ length: w }, (_, j) => col(x, s, i, j)));
+        for (let i = 0; i < h; i++) {
+          for (let j = 0; j < w; j++) {
+            const xv = cols[i][j], qv = col(q, s, i, j);
+            for (let a = 0; a < n; a++) for (let bb = 0; bb < n; bb++) {
+              gram[a * n + bb] += xv[a] * xv[bb];
+              cross[a * n + bb] += xv[a] * qv[bb];
+            }
+            rows++;
+            if (i === 0 || j === 0 || i === h - 1 || j === w - 1) continue;
+            const lx = xv.map((v, a) => v - 0.25 * (cols[i - 1][j][a] + cols[i + 1][j][a] + cols[i][j - 1][a] + cols[i][j + 1][a]));
+            for (let a = 0; a < n; a++) for (let bb = 0; bb < n; bb++) lgram[a * n + bb] += lx[a] * lx[bb];
+            lrows++;
+          }
+        }
+      }
+    }
+    expect([m.rows, m.structure!.rows]).toEqual([rows, lrows]);
+    for (const [mine, ref] of [[m.gram, gram], [m.cross!, cross], [m.structure!.gram, lgram]] as const) {
+      const scale = Math.max(...ref.map(Math.abs));
+      expect(maxDiff(Float32Array.from(mine), Float32Array.from(ref)) / scale).toBeLessThan(1e-4);
+    }
+    // SRC over the whole Conv plan: every Conv is a pair, and its held-out output error only goes down.
+    const pairs = linearPairs(convPlan);
+    const convs = pairs.filter((p) => p.weight.kind === 'conv_weight').map((p) => p.weight.module);
+    expect(convs).toEqual(convPlan.sites.filter((s) => s.kind === 'conv_weight').map((s) => s.module));
+    const ctx = createCalibrationContext({ plan: convPlan, stateDict, data, rng: seededRng(1), threads: 1, captureEngine: 'onnx', bins: 2048, channelBins: 64 });
+    const { minmax } = await import('../methods/minmax');
+    const all = await minmax.calibrate(ctx, {}) as BoundsMap;
+    ctx.dispose();
+    const [v] = await calibrateResiduals(convPlan, stateDict, all, [{ gptq: true, structure: 0 }],
+      (sites, set) => linearInputMoments(convPlan, stateDict, data[set], sites, all, 1));
+    const convDecisions = v.decisions.filter((d) => d.site.endsWith('conv.weight') || d.site.startsWith('conv') || d.site.startsWith('upsample'));
+    expect(convDecisions.length).toBe(convs.length);
+    expect(convDecisions.every((d) => d.after <= d.before)).toBe(true);
+    expect(convDecisions.some((d) => d.choice !== 'keep')).toBe(true);
   });
 
   test('quantized-model moments: the first Linear sees the float input, later ones the upstream error; corrected weights are fed through', async () => {

@@ -8,20 +8,29 @@
 import type { StateDict } from '@harmoq/torch-io';
 import { toFloat32 } from '@harmoq/swinir';
 import type { BoundsMap, QuantPlan } from '../plan';
-import { scalarQuantizer, type Bounds, type QuantizerSpec } from '../quantizer';
+import { scalarQuantizer, stepSize, type Bounds, type QuantizerSpec } from '../quantizer';
 import { siteWeight, type QuantSite } from '../sites';
-import type { LinearMoments } from './capture';
+import { momentWidth, type LinearMoments } from './capture';
 import { cholesky, matmul, spdInverse, traceAMBt } from './linalg';
 
-/** A Linear's input and weight quantizers (a split qkv part is one Linear). */
+/** A Linear's or Conv's input and weight quantizers (a split qkv part is one Linear). */
 export interface LinearPair {
   input: QuantSite;
   weight: QuantSite;
 }
 
+/**
+ * The layers SRC solves, in plan (forward) order: every Linear, and every Conv when the plan quantizes Convs (a
+ * Conv is a Linear on its im2col tokens, capture.ts `convTokens`).
+ */
 export function linearPairs(plan: QuantPlan): LinearPair[] {
-  const inputs = new Map(plan.sites.filter((s) => s.kind === 'linear_input').map((s) => [s.module!, s]));
-  return plan.sites.filter((s) => s.kind === 'linear_weight' && inputs.has(s.module!)).map((weight) => ({ input: inputs.get(weight.module!)!, weight }));
+  const inputKind = { linear_weight: 'linear_input', conv_weight: 'conv_input' } as const;
+  const inputs = new Map(plan.sites.filter((s) => s.kind === 'linear_input' || s.kind === 'conv_input').map((s) => [`${s.kind}:${s.module}`, s]));
+  return plan.sites.flatMap((weight) => {
+    if (weight.kind !== 'linear_weight' && weight.kind !== 'conv_weight') return [];
+    const input = inputs.get(`${inputKind[weight.kind]}:${weight.module}`);
+    return input ? [{ input, weight }] : [];
+  });
 }
 
 /** Normalised second moments of one Linear input: F = E[x xᵀ], H = E[q qᵀ], C = E[x qᵀ] (q = Q(x)). */
@@ -120,9 +129,9 @@ export function roundToGrid(w: Float64Array, rows: number, n: number, bounds: Bo
  * spread over the columns not yet quantized through the upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U).
  */
 export function gptqRound(
-  w: Float64Array, rows: number, n: number, h: Float64Array, bounds: Bounds, spec: QuantizerSpec, columns = n,
+  w: Float64Array, rows: number, n: number, h: Float64Array, bounds: Bounds, spec: QuantizerSpec, columns = n, factor = gptqFactor(h, n),
 ): Float64Array {
-  const l = cholesky(dampedInverse(h, n, 0.01 * meanDiagonal(h, n), 'GPTQ Hessian'), n, 'GPTQ inverse Hessian'); // U[j][k] = L[k][j]
+  const l = factor; // U[j][k] = L[k][j]
   const q = rowQuantizers(bounds, spec, rows);
   const out = Float64Array.from(w);
   for (let j = 0; j < columns; j++) {
@@ -133,6 +142,46 @@ export function gptqRound(
       out[r * n + j] = qv;
       for (let k = j + 1; k < n; k++) out[r * n + k] -= err * l[k * n + j];
     }
+  }
+  return out;
+}
+
+/** The Cholesky factor of the damped inverse Hessian GPTQ spreads errors with (one per H, shared by every grid tried). */
+export function gptqFactor(h: Float64Array, n: number): Float64Array {
+  return cholesky(dampedInverse(h, n, 0.01 * meanDiagonal(h, n), 'GPTQ Hessian'), n, 'GPTQ inverse Hessian');
+}
+
+/**
+ * Quantiles of the weights that SRC's bound search takes as weight grids, next to the calibrated bounds: every
+ * (lower, upper) pair, per channel when the quantizer is; for a symmetric quantizer, [−a, a] with a an upper
+ * quantile of |W|. Why: a per-tensor 2-bit grid fitted to the weights in L2 (DOBI) is pulled toward a few large
+ * weights (the stand-ins' conv_first and upsample have an identity-like tail to 1.0 over a bulk within ±0.2), and
+ * then rounds the bulk to one level; the layer's output error, with GPTQ's compensation, is what should choose.
+ */
+export const BOUND_QUANTILES = { lower: [0, 0.01, 0.05, 0.2], upper: [1, 0.99, 0.95, 0.8] } as const;
+
+/** The weight grids SRC tries for one weight slice (`w` rows x k, the first `columns` columns quantized): the calibrated one first. */
+export function weightBoundCandidates(w: Float64Array, rows: number, k: number, columns: number, bounds: Bounds, spec: QuantizerSpec): Bounds[] {
+  const groups = bounds.lower.length;
+  const sorted = Array.from({ length: groups }, (_, c) => {
+    const [r0, r1] = groups === 1 ? [0, rows] : [c, c + 1];
+    const values: number[] = [];
+    for (let r = r0; r < r1; r++) for (let j = 0; j < columns; j++) values.push(spec.symmetric ? Math.abs(w[r * k + j]) : w[r * k + j]);
+    return Float64Array.from(values).sort();
+  });
+  const at = (a: Float64Array, q: number) => a[Math.round(q * (a.length - 1))];
+  const out: Bounds[] = [bounds];
+  const pairs = spec.symmetric ? BOUND_QUANTILES.upper.map((u) => [0, u] as const) : BOUND_QUANTILES.lower.flatMap((l) => BOUND_QUANTILES.upper.map((u) => [l, u] as const));
+  for (const [lq, uq] of pairs) {
+    const lower: number[] = [], upper: number[] = [];
+    for (let c = 0; c < groups; c++) {
+      const [l, u] = spec.symmetric ? [-at(sorted[c], uq), at(sorted[c], uq)] : [at(sorted[c], lq), at(sorted[c], uq)];
+      // A degenerate range (constant channel) keeps that channel's calibrated bounds.
+      const ok = Math.fround(u) > Math.fround(l) && stepSize(l, u, spec.bits) > 0;
+      lower.push(ok ? l : bounds.lower[c]);
+      upper.push(ok ? u : bounds.upper[c]);
+    }
+    out.push({ lower, upper });
   }
   return out;
 }
@@ -148,11 +197,17 @@ export interface SrcDecision {
   after: number;
   /** The float weights to store (W' or the GPTQ grid values). */
   weights: Float64Array;
+  /** The weight grid chosen (the calibrated bounds unless the bound search found a better one). */
+  bounds: Bounds;
 }
 
-/** Solves one Linear: ridge strength on held-out, then keep / rounded ridge / GPTQ ridge by held-out error. */
+/**
+ * Solves one Linear: ridge strength on held-out, then keep / rounded ridge / GPTQ ridge by held-out error, on the
+ * calibrated weight grid and, with `boundSearch`, on each grid of `weightBoundCandidates` too.
+ */
 export function solveLinear(
   w: Float64Array, rows: number, calibration: Grams, heldOut: Grams, bounds: Bounds, spec: QuantizerSpec, gptq: boolean, columns = calibration.n,
+  boundSearch = false,
 ): SrcDecision {
   const n = calibration.n;
   const lambdaUnit = meanDiagonal(calibration.h, n);
@@ -163,23 +218,25 @@ export function solveLinear(
     const error = outputError(w, v, rows, heldOut);
     if (error < best.error) best = { rho, v, error };
   }
-  const plain = roundToGrid(w, rows, n, bounds, spec, columns);
-  const before = outputError(w, plain, rows, heldOut);
-  const candidates: { choice: SrcChoice; weights: Float64Array; quantized: Float64Array }[] = [
-    { choice: 'keep', weights: w, quantized: plain },
-    { choice: 'ridge', weights: best.v, quantized: roundToGrid(best.v, rows, n, bounds, spec, columns) },
-  ];
-  if (gptq) {
-    const lambda = Number.isFinite(best.rho) ? best.rho * lambdaUnit : 0;
-    const g = gptqRound(best.v, rows, n, plusDiagonal(calibration.h, n, lambda), bounds, spec, columns);
-    candidates.push({ choice: 'gptq', weights: g, quantized: g });
+  const before = outputError(w, roundToGrid(w, rows, n, bounds, spec, columns), rows, heldOut);
+  const lambda = Number.isFinite(best.rho) ? best.rho * lambdaUnit : 0;
+  const factor = gptq ? gptqFactor(plusDiagonal(calibration.h, n, lambda), n) : null;
+  let pick: { choice: SrcChoice; weights: Float64Array; bounds: Bounds; error: number } = { choice: 'keep', weights: w, bounds, error: before };
+  for (const [i, grid] of (boundSearch ? weightBoundCandidates(w, rows, n, columns, bounds, spec) : [bounds]).entries()) {
+    const candidates: { choice: SrcChoice; weights: Float64Array; quantized: Float64Array }[] = [
+      ...(i === 0 ? [] : [{ choice: 'keep' as const, weights: w, quantized: roundToGrid(w, rows, n, grid, spec, columns) }]),
+      { choice: 'ridge', weights: best.v, quantized: roundToGrid(best.v, rows, n, grid, spec, columns) },
+    ];
+    if (factor) {
+      const g = gptqRound(best.v, rows, n, calibration.h, grid, spec, columns, factor);
+      candidates.push({ choice: 'gptq', weights: g, quantized: g });
+    }
+    for (const c of candidates) {
+      const error = outputError(w, c.quantized, rows, heldOut);
+      if (error < pick.error) pick = { choice: c.choice, weights: c.weights, bounds: grid, error };
+    }
   }
-  let pick = { ...candidates[0], error: before };
-  for (const c of candidates.slice(1)) {
-    const error = outputError(w, c.quantized, rows, heldOut);
-    if (error < pick.error) pick = { ...c, error };
-  }
-  return { choice: pick.choice, rho: best.rho, before, after: pick.error, weights: pick.weights };
+  return { choice: pick.choice, rho: best.rho, before, after: pick.error, weights: pick.weights, bounds: pick.bounds };
 }
 
 export interface SrcVariant {
@@ -187,16 +244,25 @@ export interface SrcVariant {
   /** β of the structure term (0: output error only). */
   structure: number;
   stateDict: StateDict;
+  /** The bounds with the weight grids the bound search chose (the input bounds when it is off). */
+  bounds: BoundsMap;
   decisions: (SrcDecision & { site: string })[];
 }
 
+/** One SRC solve: GPTQ rounding or not, the structure weight β, and whether weight grids are searched. */
+export interface SrcSolve {
+  gptq: boolean;
+  structure: number;
+  boundSearch?: boolean;
+}
+
 /**
- * SRC over every Linear of the plan, once per entry of `gptq` (with and without GPTQ rounding): transformed copies
- * of `stateDict` and the decisions. `moments` captures the Grams (with `bounds`' input quantizers) on the
- * calibration and held-out patches, once for all variants.
+ * SRC over every Linear (and Conv) of the plan, once per solve: transformed copies of `stateDict` and `bounds`,
+ * and the decisions. `moments` captures the Grams (with `bounds`' input quantizers) on the calibration and
+ * held-out patches, once for all variants.
  */
 export async function calibrateResiduals(
-  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, variants: readonly { gptq: boolean; structure: number }[],
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, variants: readonly SrcSolve[],
   moments: (sites: QuantSite[], set: 'calibration' | 'heldOut') => Promise<Map<string, LinearMoments>>,
 ): Promise<SrcVariant[]> {
   const pairs = linearPairs(plan);
@@ -204,17 +270,18 @@ export async function calibrateResiduals(
   const cal = await moments(inputs, 'calibration');
   // Without held-out patches the choices fall back to the calibration moments (then they can overfit).
   const held = await moments(inputs, 'heldOut');
-  return variants.map((v) => residualVariant(plan, stateDict, bounds, pairs, cal, held, v.gptq, v.structure));
+  return variants.map((v) => residualVariant(plan, stateDict, bounds, pairs, cal, held, v));
 }
 
 /**
  * SRC block by block: each block's Linears are solved on moments captured with every earlier block already
- * corrected, so a layer's Q(x~) is the input it will really see (with `quantizedInputMoments`, the error of all
- * earlier layers, their corrections included). One capture per block and split instead of one for all.
+ * corrected (weights and weight grids), so a layer's Q(x~) is the input it will really see (with
+ * `quantizedInputMoments`, the error of all earlier layers, their corrections included). One capture per block
+ * and split instead of one for all.
  */
 export async function calibrateResidualsSequential(
-  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, gptq: boolean, structure: number,
-  moments: (sites: QuantSite[], set: 'calibration' | 'heldOut', stateDict: StateDict) => Promise<Map<string, LinearMoments>>,
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, solve: SrcSolve,
+  moments: (sites: QuantSite[], set: 'calibration' | 'heldOut', stateDict: StateDict, bounds: BoundsMap) => Promise<Map<string, LinearMoments>>,
   onBlock?: (done: number, total: number) => void,
 ): Promise<SrcVariant> {
   const blocks = new Map<string, LinearPair[]>();
@@ -223,27 +290,28 @@ export async function calibrateResidualsSequential(
     const block = /^(.*\.blocks\.\d+)\./.exec(module)?.[1] ?? module;
     blocks.set(block, [...(blocks.get(block) ?? []), pair]);
   }
-  let sd = stateDict;
+  let [sd, b] = [stateDict, bounds];
   const decisions: SrcVariant['decisions'] = [];
   for (const [i, group] of [...blocks.values()].entries()) {
     const inputs = group.map((p) => p.input);
-    const cal = await moments(inputs, 'calibration', sd);
-    const held = await moments(inputs, 'heldOut', sd);
-    const v = residualVariant(plan, sd, bounds, group, cal, held, gptq, structure);
-    sd = v.stateDict;
+    const cal = await moments(inputs, 'calibration', sd, b);
+    const held = await moments(inputs, 'heldOut', sd, b);
+    const v = residualVariant(plan, sd, b, group, cal, held, solve);
+    [sd, b] = [v.stateDict, v.bounds];
     decisions.push(...v.decisions);
     onBlock?.(i + 1, blocks.size);
   }
-  return { gptq, structure, stateDict: sd, decisions };
+  return { gptq: solve.gptq, structure: solve.structure, stateDict: sd, bounds: b, decisions };
 }
 
 function residualVariant(
-  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, pairs: LinearPair[], cal: Map<string, LinearMoments>, held: Map<string, LinearMoments>, gptq: boolean,
-  structure: number,
+  plan: QuantPlan, stateDict: StateDict, bounds: BoundsMap, pairs: LinearPair[], cal: Map<string, LinearMoments>, held: Map<string, LinearMoments>,
+  solve: SrcSolve,
 ): SrcVariant {
   const sd: StateDict = new Map(stateDict);
+  const grids: BoundsMap = new Map(bounds);
   const decisions = pairs.map(({ input, weight }) => {
-    const rows = weight.shape![0], n = input.channels;
+    const rows = weight.shape![0], n = momentWidth(plan, input);
     const [start] = weight.rows!;
     const biasKey = weight.weightKey!.replace(/weight$/, 'bias');
     const bias = sd.has(biasKey) ? toFloat32(sd.get(biasKey)!, biasKey).subarray(start, start + rows) : undefined;
@@ -252,7 +320,9 @@ function residualVariant(
     const values = siteWeight(weight, sd);
     const w = Float64Array.from({ length: rows * k }, (_, i) => (i % k < n ? values[Math.floor(i / k) * n + (i % k)] : bias![Math.floor(i / k)]));
     const heldOut = held.get(input.id)!.rows > 0 ? held.get(input.id)! : cal.get(input.id)!;
-    const d = solveLinear(w, rows, gramsOf(cal.get(input.id)!, !!bias, structure), gramsOf(heldOut, !!bias, structure), bounds.get(weight.id)!, plan.spec(weight), gptq, n);
+    const d = solveLinear(w, rows, gramsOf(cal.get(input.id)!, !!bias, solve.structure), gramsOf(heldOut, !!bias, solve.structure), bounds.get(weight.id)!,
+      plan.spec(weight), solve.gptq, n, solve.boundSearch ?? false);
+    grids.set(weight.id, d.bounds);
     if (d.choice !== 'keep') {
       const write = (key: string, offset: number, column: (r: number, j: number) => number, width: number) => {
         const t = sd.get(key)!;
@@ -265,5 +335,5 @@ function residualVariant(
     }
     return { ...d, site: weight.id };
   });
-  return { gptq, structure, stateDict: sd, decisions };
+  return { gptq: solve.gptq, structure: solve.structure, stateDict: sd, bounds: grids, decisions };
 }

@@ -1,9 +1,9 @@
 /**
  * HarmoQ: HSO (harmonized per-channel scales, closed form, absorbed into the float model; ../harmoq/hso.ts),
  * DOBI bounds on the scaled model, ABR (bounds re-fitted round by round on the quantized model's own
- * distributions, held-out stopping; ../harmoq/abr.ts), then SRC (each Linear's weight re-solved against its
- * quantized input, output error plus its Laplacian (structure) part, ridge + GPTQ rounding, held-out choices;
- * ../harmoq/src.ts). Each stage switches off on its own
+ * distributions, held-out stopping; ../harmoq/abr.ts), then SRC (each Linear's and quantized Conv's weight and
+ * weight grid re-solved against its quantized input, output error plus its Laplacian (structure) part, ridge +
+ * GPTQ rounding, held-out choices; ../harmoq/src.ts). Each stage switches off on its own
  * (`--set hso=false`, `src=false`, `abr=false`; or `options.hso=false`); all three off is DOBI. Optionally
  * (`dqc=true`) 2DQuant's bound distillation runs between ABR and SRC with 2DQuant's own budget (docs/harmoq.md).
  * Paper: Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution",
@@ -45,6 +45,11 @@ export interface HarmoqOptions extends Record<string, unknown> {
   abrPatches: number;
   /** SRC rounds weights with GPTQ when that wins on held-out (else ridge + plain rounding, or W kept). */
   gptq: boolean;
+  /**
+   * SRC also chooses each weight grid: quantile ranges of the weights (`BOUND_QUANTILES` in ../harmoq/src.ts) next
+   * to the calibrated bounds, by the layer's held-out output error after its correction.
+   */
+  weightGrids: boolean;
   /** DOBI candidates (initial bounds and ABR's search). */
   steps: number;
   /**
@@ -96,12 +101,12 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
   paper: 'Wang et al., "HarmoQ: Harmonized Post-Training Quantization for High-Fidelity Image Super-Resolution", arXiv:2511.05868, AAAI 2026',
   summary: 'HSO closed-form channel scales, DOBI, ABR bound rounds on the quantized model, SRC ridge + GPTQ weights',
   defaults: {
-    src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, steps: 100, srcInputs: 'float', structure: 1,
+    src: true, hso: true, abr: true, rounds: 2, segments: 4, abrPatches: 8, gptq: true, weightGrids: true, steps: 100, srcInputs: 'float', structure: 1,
     dqc: false, iterations: twoDQuant.defaults.iterations, batch: twoDQuant.defaults.batch, crop: twoDQuant.defaults.crop,
   },
   presets: { quick: budget('quick'), paper: budget('paper') },
   options: z.strictObject({
-    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), abrPatches: z.number().int().min(1), gptq: z.boolean(),
+    src: z.boolean(), hso: z.boolean(), abr: z.boolean(), rounds: z.number().int().min(1).max(20), segments: z.number().int().min(1).max(1000), abrPatches: z.number().int().min(1), gptq: z.boolean(), weightGrids: z.boolean(),
     steps: z.number().int().min(1).max(10000), srcInputs: z.enum(['float', 'quantized', 'sequential']),
     dqc: z.boolean(), iterations: z.number().int().min(0), batch: z.number().int().min(1), crop: z.number().int().min(0),
     structure: z.number().min(0).max(1e6),
@@ -147,26 +152,30 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
     }
     if (opts.src) {
       // The float model before SRC is the target; `corrected` is the quantized model's weights (sequential SRC).
-      const target = stateDict;
+      const [target, calibrated] = [stateDict, bounds];
       const structure = opts.structure > 0;
-      const quantizedMoments = (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration', corrected = target) =>
-        quantizedInputMoments(plan, target, ctx.data[set], sites, bounds, threads, corrected, structure);
-      const solves = (opts.gptq ? [true, false] : [false]).flatMap((gptq) => [0, ...(structure ? [opts.structure] : [])].map((beta) => ({ gptq, structure: beta })));
+      const quantizedMoments = (sites: QuantSite[], set: 'calibration' | 'heldOut' = 'calibration', corrected = target, grids = bounds) =>
+        quantizedInputMoments(plan, target, ctx.data[set], sites, grids, threads, corrected, structure);
+      const solves = (opts.gptq ? [true, false] : [false]).flatMap((gptq) => [0, ...(structure ? [opts.structure] : [])]
+        .map((beta) => ({ gptq, structure: beta, boundSearch: opts.weightGrids })));
       const variants = opts.srcInputs === 'sequential'
-        ? [await calibrateResidualsSequential(plan, target, bounds, opts.gptq, opts.structure, quantizedMoments,
+        ? [await calibrateResidualsSequential(plan, target, bounds, solves[0], quantizedMoments,
           (done, total) => ctx.progress({ stage: 'src', step: done, total, note: 'blocks' }))]
         : await calibrateResiduals(plan, target, bounds, solves, opts.srcInputs === 'quantized' ? quantizedMoments : moments(target, bounds, structure));
       const nameOf = (v: { gptq: boolean; structure: number }) => `${v.gptq ? 'gptq' : 'ridge'}${v.structure > 0 ? `+L${v.structure}` : ''}`;
-      if (!hasHeldOut) stateDict = variants[0].stateDict;
+      if (!hasHeldOut) [stateDict, bounds] = [variants[0].stateDict, variants[0].bounds];
       else {
         // Per-layer choices are local; the whole model on the held-out patches decides whether (and which) SRC is kept.
-        const scored = [{ name: 'none', sd: stateDict }, ...variants.map((v) => ({ name: nameOf(v), sd: v.stateDict }))];
+        const scored = [{ name: 'none', sd: stateDict, bounds }, ...variants.map((v) => ({ name: nameOf(v), sd: v.stateDict, bounds: v.bounds }))];
         const errors: number[] = [];
-        for (const c of scored) errors.push(await heldOutError(ctx, c.sd, bounds));
+        for (const c of scored) errors.push(await heldOutError(ctx, c.sd, c.bounds));
         const best = errors.indexOf(Math.min(...errors));
-        stateDict = scored[best].sd;
-        const counts = variants.map((v) => `${nameOf(v)} ${v.decisions.filter((d) => d.choice !== 'keep').length}/${v.decisions.length}`).join(', ');
-        note('src', `Linears changed: ${counts}; held-out output MSE ${scored.map((c, i) => `${c.name} ${errors[i].toExponential(4)}`).join(', ')}: ${scored[best].name} kept`);
+        [stateDict, bounds] = [scored[best].sd, scored[best].bounds];
+        const counts = variants.map((v) => {
+          const [weights, grids] = [v.decisions.filter((d) => d.choice !== 'keep').length, v.decisions.filter((d) => d.bounds !== calibrated.get(d.site)).length];
+          return `${nameOf(v)} ${weights}/${v.decisions.length} weights, ${grids} grids`;
+        }).join(', ');
+        note('src', `layers changed: ${counts}; held-out output MSE ${scored.map((c, i) => `${c.name} ${errors[i].toExponential(4)}`).join(', ')}: ${scored[best].name} kept`);
       }
     }
     return stateDict === ctx.stateDict ? bounds : { bounds, stateDict };
