@@ -74,7 +74,7 @@ export function convTokens(g: GraphBuilder, x: string, c: number, k: number, lap
 
 /** The kernel side of a Conv input site, from its weight site's [out, in, kh, kw]. */
 function convKernel(plan: QuantPlan, site: QuantSite): number {
-  const weight = plan.sites.find((s) => s.kind === 'conv_weight' && s.module === site.module);
+  const weight = plan.byId.get(`${site.module}.weight`);
   if (!weight?.shape) throw new Error(`conv input ${site.id} has no weight site in the plan`);
   return weight.shape[2];
 }

@@ -21,7 +21,7 @@ import { abrSegments, quantizedActivationStats, refineBounds, scaleRanges } from
 import { linearInputMoments, momentWidth, quantizedInputMoments, runPatches, siteWindow } from './capture';
 import { absorbScales, balanceProblem, closedFormScales, harmonize, harmonizedScales, modelledError, scaleGroups, type BalanceProblem } from './hso';
 import {
-  BOUND_QUANTILES, calibrateResiduals, gptqRound, gramsOf, linearPairs, outputError, ridgeWeights, roundToGrid, solveLinear, weightBoundCandidates, type Grams,
+  BOUND_QUANTILES, calibrateResiduals, gptqFactor, gptqRound, gramsOf, linearPairs, outputError, ridgeWeights, roundToGrid, solveLinear, weightBoundCandidates, type Grams,
 } from './src';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'harmoq-method-'));
@@ -168,7 +168,7 @@ describe('SRC', () => {
   test('GPTQ rounding is on the grid and beats plain rounding of the same weights', () => {
     const bounds = { lower: [-1.2], upper: [1.1] }, spec = { bits: 2, form: 'real-offset' as const, symmetric: false, perChannel: false };
     const v = ridgeWeights(w, rows, g, 1e-3);
-    const gq = gptqRound(v, rows, n, g.h, bounds, spec);
+    const gq = gptqRound(v, rows, n, gptqFactor(g.h, n), bounds, spec);
     const f32 = Float32Array.from(gq);
     expect(Array.from(fakeQuantize(f32, bounds, 2, 'real-offset'))).toEqual(Array.from(f32));
     expect(outputError(w, gq, rows, g)).toBeLessThan(outputError(w, roundToGrid(v, rows, n, bounds, spec), rows, g));
@@ -313,7 +313,8 @@ describe('SRC', () => {
     }
     // SRC over the whole Conv plan: every Conv is a pair, and its held-out output error only goes down.
     const pairs = linearPairs(convPlan);
-    const convs = pairs.filter((p) => p.weight.kind === 'conv_weight').map((p) => p.weight.module);
+    const convPairs = pairs.filter((p) => p.weight.kind === 'conv_weight');
+    const convs = convPairs.map((p) => p.weight.module);
     expect(convs).toEqual(convPlan.sites.filter((s) => s.kind === 'conv_weight').map((s) => s.module));
     const ctx = createCalibrationContext({ plan: convPlan, stateDict, data, rng: seededRng(1), threads: 1, captureEngine: 'onnx', bins: 2048, channelBins: 64 });
     const { minmax } = await import('../methods/minmax');
@@ -321,7 +322,8 @@ describe('SRC', () => {
     ctx.dispose();
     const [v] = await calibrateResiduals(convPlan, stateDict, all, [{ gptq: true, structure: 0 }],
       (sites, set) => linearInputMoments(convPlan, stateDict, data[set], sites, all, 1));
-    const convDecisions = v.decisions.filter((d) => d.site.endsWith('conv.weight') || d.site.startsWith('conv') || d.site.startsWith('upsample'));
+    const convIds = new Set(convPairs.map((p) => p.weight.id));
+    const convDecisions = v.decisions.filter((d) => convIds.has(d.site));
     expect(convDecisions.length).toBe(convs.length);
     expect(convDecisions.every((d) => d.after <= d.before)).toBe(true);
     expect(convDecisions.some((d) => d.choice !== 'keep')).toBe(true);

@@ -129,9 +129,9 @@ export function roundToGrid(w: Float64Array, rows: number, n: number, bounds: Bo
  * spread over the columns not yet quantized through the upper Cholesky factor U of H⁻¹ (H⁻¹ = Uᵀ U).
  */
 export function gptqRound(
-  w: Float64Array, rows: number, n: number, h: Float64Array, bounds: Bounds, spec: QuantizerSpec, columns = n, factor = gptqFactor(h, n),
+  w: Float64Array, rows: number, n: number, factor: Float64Array, bounds: Bounds, spec: QuantizerSpec, columns = n,
 ): Float64Array {
-  const l = factor; // U[j][k] = L[k][j]
+  const l = factor; // gptqFactor(H): U[j][k] = L[k][j]
   const q = rowQuantizers(bounds, spec, rows);
   const out = Float64Array.from(w);
   for (let j = 0; j < columns; j++) {
@@ -228,7 +228,7 @@ export function solveLinear(
       { choice: 'ridge', weights: best.v, quantized: roundToGrid(best.v, rows, n, grid, spec, columns) },
     ];
     if (factor) {
-      const g = gptqRound(best.v, rows, n, calibration.h, grid, spec, columns, factor);
+      const g = gptqRound(best.v, rows, n, factor, grid, spec, columns);
       candidates.push({ choice: 'gptq', weights: g, quantized: g });
     }
     for (const c of candidates) {

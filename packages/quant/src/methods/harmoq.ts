@@ -159,7 +159,7 @@ export const harmoq: PtqMethod<HarmoqOptions, BoundsMap | CalibrationResult> = {
       const solves = (opts.gptq ? [true, false] : [false]).flatMap((gptq) => [0, ...(structure ? [opts.structure] : [])]
         .map((beta) => ({ gptq, structure: beta, boundSearch: opts.weightGrids })));
       const variants = opts.srcInputs === 'sequential'
-        ? [await calibrateResidualsSequential(plan, target, bounds, solves[0], quantizedMoments,
+        ? [await calibrateResidualsSequential(plan, target, bounds, { gptq: opts.gptq, structure: opts.structure, boundSearch: opts.weightGrids }, quantizedMoments,
           (done, total) => ctx.progress({ stage: 'src', step: done, total, note: 'blocks' }))]
         : await calibrateResiduals(plan, target, bounds, solves, opts.srcInputs === 'quantized' ? quantizedMoments : moments(target, bounds, structure));
       const nameOf = (v: { gptq: boolean; structure: number }) => `${v.gptq ? 'gptq' : 'ridge'}${v.structure > 0 ? `+L${v.structure}` : ''}`;
