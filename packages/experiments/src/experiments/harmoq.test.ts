@@ -5,6 +5,7 @@ import { DEFAULT_SEED, resolveRequest } from '@harmoq/quant';
 import { resolveGrid, runExperiment } from '../run';
 import { CellStore } from '../store';
 import { buildTables } from '../tables/build';
+import { decimalsFor } from '../tables/plain';
 import { tinyGrid } from '../testing/tiny-grid';
 import { budgetOf, headlineRows, spread, type HeadlineEntry } from './harmoq';
 
@@ -128,7 +129,9 @@ describe('a tiny real run', () => {
     const tex = fs.readFileSync(path.join(dir, 'tables/harmoq-x2.tex'), 'utf8');
     const mean = (m: string) => (psnr(m, '1') + psnr(m, '2')) / 2;
     const winner = mean('dobi') > mean('minmax') ? 'dobi' : 'minmax';
-    expect(tex).toContain(`\\textbf{${mean(winner).toFixed(2)} $\\pm$ `);
+    // As many decimals as the gains need to show (decimalsFor), the same in every PSNR cell of the table.
+    const digits = decimalsFor(gains, 2, 4);
+    expect(tex).toContain(`\\textbf{${mean(winner).toFixed(digits)} $\\pm$ `);
     const claims = fs.readFileSync(path.join(dir, 'tables/harmoq-claims.md'), 'utf8');
     expect(claims).toContain(`| x2 | W4A4 | Set5 | target | +0.46 |`);
     expect(claims).toContain(`| 2/2 | ${file.rows[0].met ? 'yes' : 'no'} |`);

@@ -12,7 +12,7 @@ import {
 } from '../experiments/components';
 import { PALETTE, type LineChart } from '../figures/charts';
 import type { NamedChart } from '../figures/curves';
-import { cell, type PlainCell, type PlainColumn, type PlainTable } from './plain';
+import { cell, decimalsFor, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { orderBits } from './source';
 import { readRefreshedRows } from './studies';
 import { ARCH_LABELS, rankColumn } from './table';
@@ -54,6 +54,16 @@ function ablationTable(source: ComponentsSource, scale: number, spec: TableSpec)
   const bitsGroups = orderBits(mine.map((r) => r.bits)).filter((b) => spec.rows.some((s) => mine.some((r) => r.bits === b && r.variant === s.variant)));
   const body: PlainCell[][] = [];
   const rules: number[] = [];
+  const delta = (bits: string, variant: ComponentVariant, d: string, m: 'psnr_y' | 'ssim_y'): number | null => {
+    const e = mine.find((r) => r.bits === bits && r.variant === variant)?.datasets[d];
+    const ref = mine.find((r) => r.bits === bits && r.variant === spec.reference)?.datasets[d];
+    return e?.status === 'done' && ref?.status === 'done' && e[m] != null && ref[m] != null ? e[m]! - ref[m]! : null;
+  };
+  // Enough decimals that the deltas show: at the default sites the rows differ by milli-dB.
+  const digitsOf = (m: 'psnr_y' | 'ssim_y', base: number, max: number) =>
+    decimalsFor(bitsGroups.flatMap((b) => spec.rows.flatMap((s) => datasets.map((d) => delta(b, s.variant, d, m)))), base, max);
+  const psnrDigits = digitsOf('psnr_y', 2, 4);
+  const ssimDigits = digitsOf('ssim_y', 4, 5);
   for (const bits of bitsGroups) {
     if (body.length > 0) rules.push(body.length);
     const find = (variant: ComponentVariant) => mine.find((r) => r.bits === bits && r.variant === variant);
@@ -61,12 +71,10 @@ function ablationTable(source: ComponentsSource, scale: number, spec: TableSpec)
       const row = find(s.variant)!;
       return [cell(s.variant, s.label), cell(bits), ...datasets.flatMap((d) => {
         const e = row.datasets[d];
-        const ref = find(spec.reference)?.datasets[d];
-        const known = e?.status === 'done' && ref?.status === 'done';
         return [
-          cell(e?.psnr_y ?? null, e?.psnr_y == null ? null : e.psnr_y.toFixed(2)),
-          cell(e?.ssim_y ?? null, e?.ssim_y == null ? null : e.ssim_y.toFixed(4)),
-          signed(known ? e.psnr_y! - ref.psnr_y! : null, 2),
+          cell(e?.psnr_y ?? null, e?.psnr_y == null ? null : e.psnr_y.toFixed(psnrDigits)),
+          cell(e?.ssim_y ?? null, e?.ssim_y == null ? null : e.ssim_y.toFixed(ssimDigits)),
+          signed(delta(bits, s.variant, d, 'psnr_y'), psnrDigits),
         ];
       })];
     });

@@ -8,7 +8,7 @@
  */
 import * as path from 'node:path';
 import { headlineRows, type HeadlineEntry, type HeadlineRow, type HeadlineRowsFile, type Spread } from '../experiments/harmoq';
-import { cell, type PlainCell, type PlainColumn, type PlainTable } from './plain';
+import { cell, decimalsFor, type PlainCell, type PlainColumn, type PlainTable } from './plain';
 import { orderBits } from './source';
 import { readRefreshedRows } from './studies';
 import { ARCH_LABELS } from './table';
@@ -35,12 +35,19 @@ function meanStd(s: Spread | null, digits: number, signed = false): PlainCell {
   return cell(s.mean, s.values.length > 1 ? `${f(s.mean)} ± ${s.std.toFixed(digits)}` : f(s.mean));
 }
 
+/** Decimals per metric, from the per-seed gains of the rows: enough that the gains show (see decimalsFor). */
+function gainDigits(rows: readonly HeadlineRow[]): Record<'psnr_y' | 'ssim_y', number> {
+  const gains = (m: 'psnr_y' | 'ssim_y') => rows.flatMap((r) => r.gain[m]?.values ?? []);
+  return { psnr_y: decimalsFor(gains('psnr_y'), 2, 4), ssim_y: decimalsFor(gains('ssim_y'), 4, 5) };
+}
+
 function scaleTable(source: HeadlineSource, scale: number): PlainTable {
   const { config } = source;
   const mine = source.rows.filter((r) => r.scale === scale);
   const datasets = [...new Set(mine.map((r) => r.dataset))];
   const body: PlainCell[][] = [];
   const rules: number[] = [];
+  const digits = gainDigits(mine);
   for (const bits of orderBits(mine.map((r) => r.bits))) {
     if (body.length > 0) rules.push(body.length);
     const at = (d: string) => mine.find((r) => r.bits === bits && r.dataset === d);
@@ -50,7 +57,7 @@ function scaleTable(source: HeadlineSource, scale: number): PlainTable {
         const row = at(d);
         const other = row?.[which === 'baseline' ? 'challenger' : 'baseline'];
         return (['psnr_y', 'ssim_y'] as const).map((m) => {
-          const c = meanStd(row?.[which][m] ?? null, m === 'psnr_y' ? 2 : 4);
+          const c = meanStd(row?.[which][m] ?? null, digits[m]);
           const mineMean = row?.[which][m]?.mean;
           const otherMean = other?.[m]?.mean;
           return mineMean !== undefined && otherMean !== undefined && mineMean > otherMean ? { ...c, rank: 1 as const } : c;
@@ -59,7 +66,7 @@ function scaleTable(source: HeadlineSource, scale: number): PlainTable {
     ];
     body.push(methodRow('baseline'), methodRow('challenger'), [
       cell('gain', 'gain'), cell(bits),
-      ...datasets.flatMap((d) => [meanStd(at(d)?.gain.psnr_y ?? null, 2, true), meanStd(at(d)?.gain.ssim_y ?? null, 4, true)]),
+      ...datasets.flatMap((d) => [meanStd(at(d)?.gain.psnr_y ?? null, digits.psnr_y, true), meanStd(at(d)?.gain.ssim_y ?? null, digits.ssim_y, true)]),
     ]);
   }
   const columns: PlainColumn[] = [
@@ -89,6 +96,7 @@ function scaleTable(source: HeadlineSource, scale: number): PlainTable {
 function claimsTable(source: HeadlineSource): PlainTable {
   const { config } = source;
   const rows = source.rows.filter((r) => r.claim !== null);
+  const digits = gainDigits(rows);
   return {
     name: 'harmoq-claims',
     title: `${label(config.challenger)} against ${label(config.baseline)}: the claims`,
@@ -102,7 +110,7 @@ function claimsTable(source: HeadlineSource): PlainTable {
     ],
     rows: rows.map((r) => [
       cell(r.scale, `x${r.scale}`), cell(r.bits), cell(r.dataset), cell(r.claim), cell(r.required, r.required === null ? null : `+${r.required.toFixed(2)}`),
-      meanStd(r.gain.psnr_y, 3, true), meanStd(r.gain.ssim_y, 4, true), cell(r.gain.seeds.length, `${r.gain.seeds.length}/${config.seeds.length}`),
+      meanStd(r.gain.psnr_y, digits.psnr_y, true), meanStd(r.gain.ssim_y, digits.ssim_y, true), cell(r.gain.seeds.length, `${r.gain.seeds.length}/${config.seeds.length}`),
       cell(r.met === null ? null : r.met ? 'yes' : 'no'),
     ]),
   };

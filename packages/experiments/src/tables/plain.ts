@@ -25,6 +25,17 @@ export interface PlainCell {
   rank?: 1 | 2;
 }
 
+/**
+ * Decimals to print a table's values with, so that its differences show: at least `base`, and enough for the
+ * largest |difference| to keep two significant digits, at most `max`. At the default quantization sites the
+ * methods differ by milli-dB; with a fixed two decimals every gain would print as +0.00.
+ */
+export function decimalsFor(differences: readonly (number | null | undefined)[], base: number, max: number): number {
+  const largest = Math.max(0, ...differences.filter((v): v is number => typeof v === 'number' && Number.isFinite(v)).map(Math.abs));
+  if (largest === 0) return base;
+  return Math.min(max, Math.max(base, Math.ceil(-Math.log10(largest)) + 1));
+}
+
 export interface PlainTable {
   /** File stem. */
   name: string;

@@ -7,6 +7,7 @@ import { asymmetryCharts, sensitivityChart, type AsymmetryRow, type SensitivityR
 import { barChartSpec, lineChartSpec, tikzBarChart, tikzLineChart } from '../figures/charts';
 import { renderSvgs, svgToPng } from '../figures/vega';
 import { buildTables } from './build';
+import { decimalsFor } from './plain';
 import { fillTableBlocks } from './readme';
 import { loadBaselines } from './source';
 import { rankColumn } from './table';
@@ -82,6 +83,20 @@ describe('rankColumn', () => {
     expect(rankColumn(['25.00', '25.00', '24.50'])).toEqual([1, 1, 2]);
     expect(rankColumn(['0.8000', null, ''])).toEqual([0, 0, 0]);
     expect(rankColumn(['1.00', '1.00'])).toEqual([1, 1]);
+  });
+});
+
+describe('decimalsFor', () => {
+  test('enough decimals for the largest difference to keep two significant digits, within [base, max]', () => {
+    expect(decimalsFor([3.02, -0.5], 2, 4)).toBe(2);
+    expect(decimalsFor([0.05], 2, 4)).toBe(3);
+    expect(decimalsFor([0.0014, -0.0058, null], 2, 4)).toBe(4);
+    expect(decimalsFor([0.00001], 2, 4)).toBe(4);
+    expect(decimalsFor([0.00007], 4, 5)).toBe(5);
+  });
+  test('no finite non-zero difference: the base', () => {
+    expect(decimalsFor([], 2, 4)).toBe(2);
+    expect(decimalsFor([0, null, undefined, Number.NaN], 2, 4)).toBe(2);
   });
 });
 
