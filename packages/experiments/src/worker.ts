@@ -15,6 +15,10 @@ export interface WorkerRequest {
 
 export type WorkerMessage = { type: 'progress'; info: string } | { type: 'done' } | { type: 'error'; message: string };
 
+// A parent killed without its workers (kill PID, a scheduler's timeout) closes the IPC channel: stop with it, like a
+// killed cell, rather than compute on unseen: its running.lock names a dead pid, so the next run takes the cell over.
+process.on('disconnect', () => process.exit(130));
+
 process.once('message', (request: WorkerRequest) => {
   const send = (m: WorkerMessage, exitCode?: number) =>
     process.send!(m, undefined, {}, () => {
